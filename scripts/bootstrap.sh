@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Prepares a fresh machine (Debian, Python 3.11, root) for genofed: the Debian tools the tests and
+# benchmarks compare against, and a virtualenv in .venv/ with genofed installed. Idempotent: a second
+# run only re-checks. Usage: scripts/bootstrap.sh [--test]   (--test adds the test dependencies)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debian_packages=(bcftools tabix samtools plink2)
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-}
+if [[ -z "$python" ]]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      python=$candidate; break
+    fi
+  done
+fi
+[[ -n "$python" ]] || { echo "bootstrap: Python >= 3.11 is required" >&2; exit 1; }
+
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+extras=""
+[[ "${1:-}" == "--test" ]] && extras="[test]"
+stamp=".venv/.genofed-installed${extras}"
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+  echo "bootstrap: installing genofed${extras} into .venv/" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+  touch "$stamp"
+fi

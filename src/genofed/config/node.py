@@ -1,0 +1,135 @@
+"""A node's settings (`node.toml`) and its key material, created by `genofed node init`.
+
+Everything secret is generated at init, never defaulted: a Crypt4GH key pair for files at rest, an
+ES256 signing key (visas, node-to-node requests) and an X25519 key-agreement key (secure
+aggregation). Keys live in their own directory (by default `NODE_DIR/keys`, mode 0700) so an
+operator can move them off the data volume.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_FILE = "node.toml"
+NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+class NodeConfigError(ValueError):
+    """The node directory is missing, not a node, or its configuration is invalid."""
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Loopback unless the operator says otherwise.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class DisclosureSettings(BaseModel):
+    """Statistical disclosure control applied to every aggregate that leaves the node."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Counts below this are never revealed as such.
+    count_floor: int = Field(default=5, ge=1)
+    #: Queries per caller (token or IP) per window before 429.
+    query_budget: int = Field(default=10_000, ge=1)
+    budget_window_seconds: int = Field(default=3600, ge=1)
+
+
+class NodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
+    country: str
+    created: str
+    #: Directory holding key material; relative paths are relative to the node directory.
+    keys_dir: str = "keys"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
+
+    def model_post_init(self, __context: object) -> None:
+        if not _COUNTRY.match(self.country):
+            raise ValueError(f"country {self.country!r} is not an ISO 3166-1 alpha-2 code like 'FI'")
+
+
+class NodePaths:
+    """Where a node keeps what."""
+
+    def __init__(self, root: Path, config: NodeConfig) -> None:
+        self.root = root
+        self.config_file = root / CONFIG_FILE
+        self.datasets = root / "datasets"
+        keys = Path(config.keys_dir)
+        self.keys = keys if keys.is_absolute() else root / keys
+        self.c4gh_secret_key = self.keys / "node.c4gh.sec"
+        self.c4gh_public_key = self.keys / "node.c4gh.pub"
+        self.signing_key = self.keys / "signing.es256.pem"
+        self.agreement_key = self.keys / "agreement.x25519.pem"
+
+
+def load_config(root: Path) -> NodeConfig:
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise NodeConfigError(f"{root}: not a genofed node (no {CONFIG_FILE}); create one with "
+                              f"`genofed node init {root} --node-id ID --country CC`")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return NodeConfig.model_validate(data)
+    except tomllib.TOMLDecodeError as exc:
+        raise NodeConfigError(f"{path}: invalid TOML: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        raise NodeConfigError(f"{path}: {problems}") from None
+
+
+def init_node(root: Path, *, node_id: str, country: str, keys_dir: str | None = None) -> NodePaths:
+    """Create a node directory with fresh keys. Refuses to touch an existing node."""
+    if (root / CONFIG_FILE).exists():
+        raise NodeConfigError(f"{root}: already a genofed node; refusing to overwrite its keys")
+    try:
+        config = NodeConfig(
+            node_id=node_id,
+            country=country.upper(),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            **({"keys_dir": keys_dir} if keys_dir else {}),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+                             for e in exc.errors())
+        raise NodeConfigError(problems) from None
+    root.mkdir(parents=True, exist_ok=True)
+    paths = NodePaths(root, config)
+    paths.datasets.mkdir(exist_ok=True)
+    paths.keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(paths.keys, 0o700)
+    _generate_keys(paths)
+    tmp = paths.config_file.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(config.model_dump()), encoding="utf-8")
+    os.replace(tmp, paths.config_file)
+    return paths
+
+
+def _generate_keys(paths: NodePaths) -> None:
+    from crypt4gh.keys import c4gh
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+    # Service keys are stored unencrypted but readable by the owner only; a passphrase would have
+    # to sit next to them for unattended serving.
+    c4gh.generate(str(paths.c4gh_secret_key), str(paths.c4gh_public_key), None, b"genofed node")
+    pem = serialization.PrivateFormat.PKCS8
+    for path, key in (
+        (paths.signing_key, ec.generate_private_key(ec.SECP256R1())),
+        (paths.agreement_key, x25519.X25519PrivateKey.generate()),
+    ):
+        data = key.private_bytes(serialization.Encoding.PEM, pem, serialization.NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)

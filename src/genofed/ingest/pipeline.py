@@ -1,0 +1,592 @@
+"""Ingest: VCF/BCF + Phenopackets + metadata -> a new published version of a dataset.
+
+Two parallel phases over a process pool (fork):
+
+1. each worker inflates and parses one piece of the VCF, computes allele counts for every group
+   (all, female, male, each population) with one matrix product, and spills the piece's genotypes
+   to the staging directory as .npy;
+2. once the pieces' variant counts are known, workers gather rows into Zarr chunks (variants x
+   samples) and compress and write them.
+
+Everything is written to a staging directory and published by an atomic rename
+(:mod:`genofed.store.layout`): a failure at any point, SIGKILL included, leaves the node as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from genofed import __version__
+from genofed.config.node import NodePaths, load_config
+from genofed.ingest.errors import IngestError, InputError
+from genofed.ingest.phenopackets import Individual, load_phenopackets
+from genofed.ingest.sources import Piece, VcfSource
+from genofed.ingest.vcf_records import PLOIDY, ParsedRecords, PieceLineError, parse_records
+from genofed.ontology.hpo import hpo
+from genofed.store import individuals as individuals_table
+from genofed.store import layout, zarr_v2
+from genofed.store.metadata import DATASET_ID_PATTERN, DatasetMetadata, MetadataError, load_metadata
+
+VARIANT_CHUNK = 10_000
+SAMPLE_CHUNK = 1_000
+ASSEMBLIES = ("GRCh37", "GRCh38")
+
+#: progress(stage, done, total): stages are "parse" and "write" (units: records / chunks).
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class IngestResult:
+    dataset_id: str
+    version: str
+    unchanged: bool
+    manifest: layout.Manifest
+    seconds: float
+    version_dir: Path
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _PieceResult:
+    index: int
+    n_records: int
+    contigs: list[str]
+    contig: np.ndarray
+    position: np.ndarray
+    ids: list[str]
+    alleles: list[list[str]]
+    quality: np.ndarray
+    filters: list[list[str]]
+    split_record: np.ndarray  # per biallelic row: record index within the piece
+    split_allele: np.ndarray  # per biallelic row: allele index (0 when the record has no ALT)
+    ac: np.ndarray  # (rows, groups) int32
+    an: np.ndarray  # (rows, groups) int32
+
+
+# State shared with forked workers (set before the pool starts; read-only in workers).
+_WORKER_STATE: dict[str, object] = {}
+
+
+def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | None = None,
+           metadata: Path | None = None, populations: Path | None = None,
+           assembly: str | None = None, workers: int | None = None,
+           progress: ProgressCallback | None = None) -> IngestResult:
+    """Ingest one dataset into a node; see the module docstring. Raises IngestError subclasses."""
+    started = time.perf_counter()
+    paths = NodePaths(node_dir, load_config(node_dir))
+    meta = _load_dataset_metadata(dataset_id, metadata, assembly)
+    source = VcfSource(vcf)
+    samples = source.header.samples
+    people = _load_individuals(phenopackets, samples, vcf)
+    population_of = _load_populations(populations, samples, meta.population)
+    fingerprint = _fingerprint(vcf, phenopackets, meta, population_of)
+
+    root = layout.dataset_root(paths.datasets, dataset_id)
+    with layout.dataset_lock(root):
+        current = layout.current_version(root)
+        if current is not None:
+            manifest = layout.Manifest.read(current)
+            if manifest.fingerprint == fingerprint:
+                return IngestResult(dataset_id, manifest.version, True, manifest,
+                                    time.perf_counter() - started, current, _sizes(current))
+        staging = layout.new_staging(root)
+        try:
+            manifest = _build_version(staging, source, meta, people, population_of, fingerprint,
+                                      workers or os.cpu_count() or 1, progress)
+            manifest.version = layout.next_version_name(root)
+            manifest.write(staging)
+            final = layout.publish(root, staging, manifest.version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return IngestResult(dataset_id, manifest.version, False, manifest,
+                        time.perf_counter() - started, final, _sizes(final))
+
+
+# -- inputs -----------------------------------------------------------------------------------
+def _load_dataset_metadata(dataset_id: str, path: Path | None,
+                           assembly: str | None) -> DatasetMetadata:
+    import re
+
+    if not re.match(DATASET_ID_PATTERN, dataset_id):
+        raise IngestError(f"dataset id {dataset_id!r} is not valid: use letters, digits, '.', "
+                          "'_' and '-' (up to 128 characters)")
+    if path is None:
+        meta = DatasetMetadata.default_for(dataset_id)
+    else:
+        try:
+            meta = load_metadata(path)
+        except MetadataError as exc:
+            raise InputError(str(path), str(exc).split(": ", 1)[1]) from None
+        if meta.id != dataset_id:
+            raise InputError(str(path), f"id is {meta.id!r} but --dataset is {dataset_id!r}; "
+                             "they must agree", field="id")
+    if assembly is not None:
+        if assembly not in ASSEMBLIES:
+            raise IngestError(f"assembly {assembly!r} is not one of {', '.join(ASSEMBLIES)}")
+        meta = meta.model_copy(update={"assembly_id": assembly})
+    return meta
+
+
+def _load_individuals(directory: Path | None, samples: Sequence[str],
+                      vcf: Path) -> dict[str, Individual]:
+    if directory is None:
+        return {}
+    people = {p.sample_id: p for p in load_phenopackets(directory)}
+    in_vcf = set(samples)
+    only_packets = sorted(set(people) - in_vcf)
+    only_vcf = [s for s in samples if s not in people]
+    if only_packets:
+        raise InputError(str(directory), f"{len(only_packets)} phenopacket subject(s) are not "
+                         f"samples of {vcf}: {', '.join(only_packets[:10])}"
+                         f"{' ...' if len(only_packets) > 10 else ''}", field="subject.id")
+    if only_vcf:
+        raise InputError(str(vcf), f"{len(only_vcf)} VCF sample(s) have no phenopacket in "
+                         f"{directory}: {', '.join(only_vcf[:10])}"
+                         f"{' ...' if len(only_vcf) > 10 else ''}")
+    return people
+
+
+def _load_populations(path: Path | None, samples: Sequence[str],
+                      default: str | None) -> dict[str, str]:
+    labels = dict.fromkeys(samples, default) if default else {}
+    if path is None:
+        return {k: v for k, v in labels.items() if v}
+    known = set(samples)
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or (number == 1 and line.split("\t")[0] == "sample"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[1]:
+            raise InputError(str(path), "expected two tab-separated columns: sample, population",
+                             line=number)
+        if parts[0] not in known:
+            raise InputError(str(path), f"sample {parts[0]!r} is not in the VCF", line=number)
+        labels[parts[0]] = parts[1]
+    return {k: v for k, v in labels.items() if v}
+
+
+def _fingerprint(vcf: Path, phenopackets: Path | None, meta: DatasetMetadata,
+                 populations: dict[str, str]) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(f"store-format={layout.STORE_FORMAT}\n".encode())
+    with open(vcf, "rb") as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+    if phenopackets is not None:
+        for path in sorted(phenopackets.glob("*.json")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(meta.to_json().encode())
+    digest.update(json.dumps(populations, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+# -- building a version -----------------------------------------------------------------------
+def _groups(samples: Sequence[str], people: dict[str, Individual],
+            populations: dict[str, str]) -> tuple[list[str], np.ndarray]:
+    """Allele-count groups and the (samples x groups) membership matrix."""
+    names = ["all"]
+    columns = [np.ones(len(samples), dtype=np.float32)]
+    if people:
+        for sex in ("female", "male"):
+            mask = np.array([people[s].sex == sex for s in samples], dtype=np.float32)
+            names.append(sex)
+            columns.append(mask)
+    for label in sorted(set(populations.values())):
+        names.append(f"pop_{label}")
+        columns.append(np.array([populations.get(s) == label for s in samples], dtype=np.float32))
+    return names, np.stack(columns, axis=1)
+
+
+def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
+                   people: dict[str, Individual], populations: dict[str, str], fingerprint: str,
+                   workers: int, progress: ProgressCallback | None) -> layout.Manifest:
+    samples = source.header.samples
+    group_names, membership = _groups(samples, people, populations)
+    spill = staging / "spill"
+    spill.mkdir()
+    pieces = source.pieces()
+    _WORKER_STATE.update(source=source, membership=membership, spill=spill)
+    context = multiprocessing.get_context("fork")
+    n_workers = max(1, min(workers, len(pieces) if source.kind != "bcf" else 1))
+    estimated = sum(b.payload_size for b in source.blocks) or 1
+    results: list[_PieceResult] = []
+    try:
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+            futures = [pool.submit(_parse_piece, piece) for piece in pieces[:]]
+            done_bytes = 0
+            for piece, future in zip(pieces, futures, strict=True):
+                try:
+                    results.append(future.result())
+                except PieceLineError as err:
+                    line = source.lines_before(piece) + err.index + 1
+                    raise InputError(source.name, err.problem, line=line, field=err.field) from None
+                if progress:
+                    done_bytes += sum(b.payload_size for b in
+                                      source.blocks[piece.first_block : piece.last_block])
+                    progress("parse", done_bytes if source.blocks else len(results),
+                             estimated if source.blocks else len(pieces))
+            del n_workers
+            offsets = np.cumsum([0] + [r.n_records for r in results])
+            n_records = int(offsets[-1])
+            genotypes = staging / "genotypes.zarr"
+            _write_variant_arrays(genotypes, source, results, samples, meta)
+            chunk_tasks = [(c, offsets.tolist(), n_records, len(samples))
+                           for c in range(-(-n_records // VARIANT_CHUNK))]
+            for i, future in enumerate([pool.submit(_write_genotype_chunk, *t)
+                                        for t in chunk_tasks]):
+                future.result()
+                if progress:
+                    progress("write", i + 1, len(chunk_tasks))
+    finally:
+        _WORKER_STATE.clear()
+    shutil.rmtree(spill)
+    contigs, n_sites = _write_sites(staging / "sites.parquet", source, results, offsets,
+                                    group_names)
+    _write_individuals(staging / "individuals.parquet", samples, people, populations)
+    (staging / "dataset.json").write_text(meta.to_json())
+    return layout.Manifest(
+        dataset_id=meta.id, version="", fingerprint=fingerprint,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        n_samples=len(samples), n_records=n_records, n_sites=n_sites,
+        n_individuals_with_phenopackets=len(people), contigs=contigs, groups=group_names,
+        source={"vcf": source.name, "kind": source.kind, "genofed": __version__},
+    )
+
+
+def _parse_piece(piece: Piece) -> _PieceResult:
+    source: VcfSource = _WORKER_STATE["source"]  # type: ignore[assignment]
+    membership: np.ndarray = _WORKER_STATE["membership"]  # type: ignore[assignment]
+    spill: Path = _WORKER_STATE["spill"]  # type: ignore[assignment]
+    n_samples = len(source.header.samples)
+    if source.kind == "bcf":
+        records = _read_bcf(source)
+    else:
+        text = source.piece_text(piece)
+        records = parse_records(text, n_samples, name=source.name,
+                                first_line=1 if piece.index == 0 else None)
+    np.save(spill / f"{piece.index}.gt.npy", records.genotypes)
+    np.save(spill / f"{piece.index}.ph.npy", records.phased)
+    split_record, split_allele, ac, an = _allele_counts(records, membership)
+    return _PieceResult(piece.index, len(records), records.contigs, records.contig,
+                        records.position, records.ids, records.alleles, records.quality,
+                        records.filters, split_record, split_allele, ac, an)
+
+
+def _allele_counts(records: ParsedRecords,
+                   membership: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """AC and AN per biallelic row and group, as `bcftools norm -m- | +fill-tags` counts them."""
+    gt = records.genotypes
+    n = len(records)
+    groups = membership.shape[1]
+    n_alts = np.fromiter((len(a) - 1 for a in records.alleles), dtype=np.int32, count=n)
+    rows_per_record = np.maximum(n_alts, 1)
+    split_record = np.repeat(np.arange(n, dtype=np.int64), rows_per_record)
+    starts = np.concatenate(([0], np.cumsum(rows_per_record)[:-1])).astype(np.int64)
+    split_allele = (np.arange(len(split_record)) - np.repeat(starts, rows_per_record) + 1)
+    split_allele[np.repeat(n_alts == 0, rows_per_record)] = 0
+    if gt.shape[1] == 0 or n == 0:
+        zeros = np.zeros((len(split_record), groups), dtype=np.int32)
+        return split_record, split_allele.astype(np.int8), zeros, zeros.copy()
+    # Group sums as one float32 matrix product over (records x calls): exact below 2**24, and
+    # far faster than integer reductions over the tiny ploidy axis.
+    per_call = np.repeat(membership, PLOIDY, axis=0)
+    flat = gt.reshape(n, -1)
+    # Common case first: with no missing or haploid calls and at most one ALT, the allele indexes
+    # themselves are the alt counts and every call counts towards AN.
+    simple = (flat.min(axis=1) >= 0) & (n_alts <= 1)
+    an_records = np.broadcast_to(np.rint(per_call.sum(axis=0)).astype(np.int32),
+                                 (n, groups)).copy()
+    ac_first = np.rint(flat.astype(np.float32) @ per_call).astype(np.int32)
+    rest = np.flatnonzero(~simple)
+    if len(rest):
+        sub = flat[rest]
+        an_records[rest] = np.rint((sub >= 0).astype(np.float32) @ per_call).astype(np.int32)
+        ac_first[rest] = np.rint((sub == 1).astype(np.float32) @ per_call).astype(np.int32)
+    an = an_records[split_record]
+    ac = ac_first[split_record]
+    ac[split_allele == 0] = 0
+    for r in np.flatnonzero(n_alts > 1):
+        for allele in range(2, int(n_alts[r]) + 1):
+            hits = (flat[r] == allele).astype(np.float32)
+            ac[starts[r] + allele - 1] = np.rint(hits @ per_call).astype(np.int32)
+    return split_record, split_allele.astype(np.int8), ac, an
+
+
+def _read_bcf(source: VcfSource) -> ParsedRecords:
+    """BCF through htslib: slower per record than the text path, but BCF inputs are small here."""
+    import cyvcf2
+
+    n_samples = len(source.header.samples)
+    out = ParsedRecords()
+    contig_ids: dict[str, int] = {}
+    contig_of: list[int] = []
+    positions: list[int] = []
+    quality: list[float] = []
+    calls: list[np.ndarray] = []
+    phases: list[np.ndarray] = []
+    reader = cyvcf2.VCF(str(source.path), gts012=False)
+    for number, record in enumerate(reader, start=1):
+        contig_of.append(contig_ids.setdefault(record.CHROM, len(contig_ids)))
+        positions.append(record.POS)
+        out.ids.append(record.ID or ".")
+        out.alleles.append([record.REF, *record.ALT])
+        quality.append(np.nan if record.QUAL is None else record.QUAL)
+        out.filters.append([] if record.FILTER is None and record.FILTERS == [] else
+                           [f for f in (record.FILTERS or ["PASS"])])
+        row = np.full((n_samples, PLOIDY), -1, dtype=np.int8)
+        phased = np.zeros(n_samples, dtype=bool)
+        genotype = record.genotype
+        if genotype is not None and n_samples:
+            array = genotype.array()
+            if array.shape[1] - 1 > PLOIDY:
+                raise InputError(source.name, f"ploidy {array.shape[1] - 1} is not supported",
+                                 field=f"record {number} GT")
+            width = array.shape[1] - 1
+            row[:, :width] = np.where(array[:, :width] < -1, -2, array[:, :width])
+            if width == 1:
+                row[:, 1] = -2
+            phased = array[:, -1].astype(bool)
+        calls.append(row)
+        phases.append(phased)
+    reader.close()
+    out.contigs = list(contig_ids)
+    out.contig = np.asarray(contig_of, dtype=np.int32)
+    out.position = np.asarray(positions, dtype=np.int32)
+    out.quality = np.asarray(quality, dtype=np.float32)
+    out.genotypes = (np.stack(calls) if calls
+                     else np.empty((0, n_samples, PLOIDY), dtype=np.int8))
+    out.phased = np.stack(phases) if phases else np.empty((0, n_samples), dtype=bool)
+    return out
+
+
+def _global_contigs(source: VcfSource, results: list[_PieceResult]) -> list[str]:
+    names = [c.id for c in source.header.contigs]
+    seen = set(names)
+    for result in results:
+        for name in result.contigs:
+            if name not in seen:
+                seen.add(name)
+                names.append(name)
+    return names
+
+
+def _write_variant_arrays(group: Path, source: VcfSource, results: list[_PieceResult],
+                          samples: Sequence[str], meta: DatasetMetadata) -> None:
+    """The VCF Zarr (v0.4) per-variant, per-sample and per-contig arrays."""
+    contigs = _global_contigs(source, results)
+    index = {name: i for i, name in enumerate(contigs)}
+    lengths = {c.id: c.length for c in source.header.contigs}
+    variant_contig = np.concatenate(
+        [np.asarray([index[n] for n in r.contigs], dtype=np.int16)[r.contig] if r.n_records
+         else np.empty(0, np.int16) for r in results]) if results else np.empty(0, np.int16)
+    positions = (np.concatenate([r.position for r in results]) if results
+                 else np.empty(0, np.int32))
+    all_alleles = [a for r in results for a in r.alleles]
+    max_alleles = max((len(a) for a in all_alleles), default=1)
+    alleles = np.full((len(all_alleles), max_alleles), "", dtype=object)
+    for i, allele_list in enumerate(all_alleles):
+        alleles[i, : len(allele_list)] = allele_list
+    ids = np.array([i if i != "." else "" for r in results for i in r.ids], dtype=object)
+    quality = (np.concatenate([r.quality for r in results]) if results
+               else np.empty(0, np.float32))
+    filter_ids = list(source.header.filters)
+    for r in results:
+        for fs in r.filters:
+            for f in fs:
+                if f not in filter_ids:
+                    filter_ids.append(f)
+    filter_index = {f: i for i, f in enumerate(filter_ids)}
+    flat_filters = [fs for r in results for fs in r.filters]
+    variant_filter = np.zeros((len(flat_filters), len(filter_ids)), dtype=bool)
+    for i, fs in enumerate(flat_filters):
+        for f in fs:
+            variant_filter[i, filter_index[f]] = True
+    n = len(positions)
+    zarr_v2.write_group(group, {
+        "vcf_zarr_version": "0.4",
+        "source": f"genofed {__version__}",
+        "vcf_header": source.header.text,
+        "assembly_id": meta.assembly_id,
+    })
+    vc = (VARIANT_CHUNK,)
+    zarr_v2.write_array(group, "sample_id", np.array(list(samples), dtype=object),
+                        chunks=(SAMPLE_CHUNK,), dimensions=["samples"])
+    zarr_v2.write_array(group, "contig_id", np.array(contigs, dtype=object),
+                        chunks=(max(1, len(contigs)),), dimensions=["contigs"])
+    zarr_v2.write_array(group, "contig_length",
+                        np.array([lengths.get(c) or -1 for c in contigs], dtype=np.int64),
+                        chunks=(max(1, len(contigs)),), dimensions=["contigs"], fill_value=-1)
+    zarr_v2.write_array(group, "filter_id", np.array(filter_ids, dtype=object),
+                        chunks=(max(1, len(filter_ids)),), dimensions=["filters"])
+    zarr_v2.write_array(group, "variant_contig", variant_contig, chunks=vc,
+                        dimensions=["variants"], fill_value=-1)
+    zarr_v2.write_array(group, "variant_position", positions, chunks=vc,
+                        dimensions=["variants"], fill_value=-1)
+    zarr_v2.write_array(group, "variant_allele", alleles, chunks=(VARIANT_CHUNK, max_alleles),
+                        dimensions=["variants", "alleles"])
+    zarr_v2.write_array(group, "variant_id", ids, chunks=vc, dimensions=["variants"])
+    zarr_v2.write_array(group, "variant_id_mask", ids == "", chunks=vc, dimensions=["variants"],
+                        fill_value=True)
+    zarr_v2.write_array(group, "variant_quality", quality, chunks=vc, dimensions=["variants"],
+                        fill_value=float("nan"))
+    zarr_v2.write_array(group, "variant_filter", variant_filter,
+                        chunks=(VARIANT_CHUNK, max(1, len(filter_ids))),
+                        dimensions=["variants", "filters"], fill_value=False)
+    n_samples = len(samples)
+    zarr_v2.create_array(group, "call_genotype", shape=(n, n_samples, PLOIDY),
+                         chunks=(VARIANT_CHUNK, SAMPLE_CHUNK, PLOIDY), dtype=np.int8,
+                         dimensions=["variants", "samples", "ploidy"], fill_value=-1,
+                         codec=zarr_v2.GENOTYPE_CODEC)
+    zarr_v2.create_array(group, "call_genotype_mask", shape=(n, n_samples, PLOIDY),
+                         chunks=(VARIANT_CHUNK, SAMPLE_CHUNK, PLOIDY), dtype=bool,
+                         dimensions=["variants", "samples", "ploidy"], fill_value=True,
+                         codec=zarr_v2.GENOTYPE_CODEC)
+    zarr_v2.create_array(group, "call_genotype_phased", shape=(n, n_samples),
+                         chunks=(VARIANT_CHUNK, SAMPLE_CHUNK), dtype=bool,
+                         dimensions=["variants", "samples"], fill_value=False,
+                         codec=zarr_v2.GENOTYPE_CODEC)
+
+
+def _write_genotype_chunk(chunk: int, offsets: list[int], n_records: int, n_samples: int) -> None:
+    spill: Path = _WORKER_STATE["spill"]  # type: ignore[assignment]
+    group = spill.parent / "genotypes.zarr"
+    lo = chunk * VARIANT_CHUNK
+    hi = min(lo + VARIANT_CHUNK, n_records)
+    calls: list[np.ndarray] = []
+    phases: list[np.ndarray] = []
+    for piece, (start, stop) in enumerate(zip(offsets, offsets[1:], strict=False)):
+        if stop <= lo or start >= hi:
+            continue
+        a, b = max(lo, start) - start, min(hi, stop) - start
+        calls.append(np.load(spill / f"{piece}.gt.npy", mmap_mode="r")[a:b])
+        phases.append(np.load(spill / f"{piece}.ph.npy", mmap_mode="r")[a:b])
+    block = np.concatenate(calls) if len(calls) > 1 else np.asarray(calls[0])
+    phase = np.concatenate(phases) if len(phases) > 1 else np.asarray(phases[0])
+    g_chunks = (VARIANT_CHUNK, SAMPLE_CHUNK, PLOIDY)
+    for j, s0 in enumerate(range(0, max(n_samples, 1), SAMPLE_CHUNK)):
+        part = block[:, s0 : s0 + SAMPLE_CHUNK]
+        zarr_v2.write_chunk(group / "call_genotype", (chunk, j, 0), part, g_chunks, -1,
+                            zarr_v2.GENOTYPE_CODEC)
+        zarr_v2.write_chunk(group / "call_genotype_mask", (chunk, j, 0), part < 0, g_chunks,
+                            True, zarr_v2.GENOTYPE_CODEC)
+        zarr_v2.write_chunk(group / "call_genotype_phased", (chunk, j),
+                            phase[:, s0 : s0 + SAMPLE_CHUNK], g_chunks[:2], False,
+                            zarr_v2.GENOTYPE_CODEC)
+
+
+SITE_FIXED_COLUMNS = ("contig", "pos", "end", "id", "ref", "alt", "variant_index",
+                      "allele_index", "ac", "an", "af")
+
+
+def _write_sites(path: Path, source: VcfSource, results: list[_PieceResult], offsets: np.ndarray,
+                 group_names: list[str]) -> tuple[list[str], int]:
+    """One row per biallelic record, sorted by contig (header order) and position."""
+    contigs = _global_contigs(source, results)
+    index = {name: i for i, name in enumerate(contigs)}
+    contig_col: list[np.ndarray] = []
+    pos_col: list[np.ndarray] = []
+    end_col: list[np.ndarray] = []
+    ids: list[str] = []
+    refs: list[str] = []
+    alts: list[str] = []
+    variant_index: list[np.ndarray] = []
+    allele_index: list[np.ndarray] = []
+    for result, offset in zip(results, offsets, strict=False):
+        local = np.asarray([index[n] for n in result.contigs], dtype=np.int32)
+        records = result.split_record
+        contig_col.append(local[result.contig[records]] if len(records) else
+                          np.empty(0, np.int32))
+        pos_col.append(result.position[records])
+        ref_len = np.fromiter((len(a[0]) for a in result.alleles), dtype=np.int32,
+                              count=result.n_records)
+        end_col.append(result.position[records] + ref_len[records] - 1)
+        for r, a in zip(records.tolist(), result.split_allele.tolist(), strict=True):
+            allele_list = result.alleles[r]
+            refs.append(allele_list[0])
+            alts.append(allele_list[a] if a else ".")
+            ids.append(result.ids[r])
+        variant_index.append(records + int(offset))
+        allele_index.append(result.split_allele)
+    ac = np.concatenate([r.ac for r in results]) if results else np.zeros((0, len(group_names)))
+    an = np.concatenate([r.an for r in results]) if results else np.zeros((0, len(group_names)))
+    contig_idx = np.concatenate(contig_col) if contig_col else np.empty(0, np.int32)
+    pos = np.concatenate(pos_col) if pos_col else np.empty(0, np.int32)
+    order = np.lexsort((np.concatenate(variant_index) if variant_index else np.empty(0),
+                        pos, contig_idx))
+    sorted_already = bool(np.all(order == np.arange(len(order))))
+    take = (lambda a: a) if sorted_already else (lambda a: a[order])  # noqa: E731
+    with np.errstate(divide="ignore", invalid="ignore"):
+        af = np.where(an[:, 0] > 0, ac[:, 0] / np.maximum(an[:, 0], 1), np.nan)
+    columns: dict[str, pa.Array] = {
+        "contig": pa.DictionaryArray.from_arrays(pa.array(take(contig_idx), pa.int32()),
+                                                 pa.array(contigs, pa.string())),
+        "pos": pa.array(take(pos), pa.int32()),
+        "end": pa.array(take(np.concatenate(end_col) if end_col else np.empty(0, np.int32)),
+                        pa.int32()),
+        "id": pa.array(ids if sorted_already else [ids[i] for i in order], pa.string()),
+        "ref": pa.array(refs if sorted_already else [refs[i] for i in order], pa.string()),
+        "alt": pa.array(alts if sorted_already else [alts[i] for i in order], pa.string()),
+        "variant_index": pa.array(take(np.concatenate(variant_index) if variant_index
+                                       else np.empty(0, np.int64)), pa.int64()),
+        "allele_index": pa.array(take(np.concatenate(allele_index) if allele_index
+                                      else np.empty(0, np.int8)), pa.int8()),
+        "ac": pa.array(take(ac[:, 0]), pa.int32()),
+        "an": pa.array(take(an[:, 0]), pa.int32()),
+        "af": pa.array(take(af), pa.float64()),
+    }
+    for g, name in enumerate(group_names[1:], start=1):
+        columns[f"ac_{name}"] = pa.array(take(ac[:, g]), pa.int32())
+        columns[f"an_{name}"] = pa.array(take(an[:, g]), pa.int32())
+    table = pa.table(columns)
+    pq.write_table(table, path, compression="zstd", row_group_size=256 * 1024,
+                   use_dictionary=["contig", "ref", "alt"], write_statistics=["contig", "pos"])
+    return contigs, table.num_rows
+
+
+def _write_individuals(path: Path, samples: Sequence[str], people: dict[str, Individual],
+                       populations: dict[str, str]) -> None:
+    rows = individuals_table.empty_rows(samples)
+    ontology = hpo() if people else None
+    for i, sample in enumerate(samples):
+        rows["population"][i] = populations.get(sample)
+        person = people.get(sample)
+        if person is None:
+            continue
+        rows["sex"][i] = person.sex
+        rows["age_iso"][i] = person.age_iso
+        rows["age_years"][i] = person.age_years
+        rows["phenotypes"][i] = person.phenotypes
+        rows["excluded_phenotypes"][i] = person.excluded_phenotypes
+        assert ontology is not None
+        rows["phenotype_closure"][i] = sorted(ontology.closure(person.phenotypes))
+        rows["diseases"][i] = person.diseases
+        rows["measurements"][i] = person.measurements
+        rows["phenopacket"][i] = person.phenopacket
+    table = pa.Table.from_pydict(rows, schema=individuals_table.SCHEMA)
+    pq.write_table(table, path, compression="zstd")
+
+
+def _sizes(version_dir: Path) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for entry in version_dir.iterdir():
+        if entry.is_dir():
+            sizes[entry.name] = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+        else:
+            sizes[entry.name] = entry.stat().st_size
+    sizes["total"] = sum(sizes.values())
+    return sizes

@@ -1,0 +1,186 @@
+"""Where VCF records come from: a bgzipped VCF split into pieces of BGZF blocks, a plain or
+ordinary-gzip VCF held in memory, or a BCF read through htslib (cyvcf2).
+
+Pieces of a BGZF file are inflated by the worker that parses them; only the block table crosses
+process boundaries.
+"""
+
+from __future__ import annotations
+
+import gzip
+import mmap
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from genofed.formats.bgzf import Block, BgzfError, inflate_block, scan_blocks
+from genofed.ingest.errors import InputError
+from genofed.ingest.vcf_header import VcfHeader, parse_header
+
+#: Uncompressed text per piece: enough to amortise per-piece costs, small enough to bound memory.
+PIECE_PAYLOAD = 48 << 20
+
+
+@dataclass(frozen=True)
+class Piece:
+    index: int
+    first_block: int  # BGZF: block range [first_block, last_block); text: byte range
+    last_block: int
+
+
+class VcfSource:
+    """A VCF/BCF input: its header and the pieces its records can be parsed in."""
+
+    kind: str  # "bgzf-vcf" | "text-vcf" | "bcf"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self.blocks: list[Block] = []
+        self.text: bytes | None = None  # text-vcf only
+        self.header = self._open()
+
+    # -- opening ---------------------------------------------------------------------------
+    def _open(self) -> VcfHeader:
+        if not self.path.is_file():
+            raise InputError(self.name, "no such file")
+        with open(self.path, "rb") as handle:
+            magic = handle.read(4)
+        if magic[:2] == b"\x1f\x8b":
+            with open(self.path, "rb") as handle:
+                data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                self.blocks = scan_blocks(data, name=self.name)
+            except BgzfError as exc:
+                if "not BGZF" not in str(exc):
+                    raise InputError(self.name, str(exc).split(": ", 1)[1]) from None
+                self.blocks = []
+            if self.blocks:
+                first = inflate_block(data, self.blocks[0], name=self.name)
+                if first[:3] == b"BCF":
+                    self.kind = "bcf"
+                    return self._bcf_header()
+                self.kind = "bgzf-vcf"
+                return self._text_header_from_blocks(data)
+            # An ordinary gzip file: read it whole (no random access, no parallel parse).
+            try:
+                self.text = gzip.decompress(self.path.read_bytes())
+            except (OSError, EOFError, zlib.error) as exc:
+                raise InputError(self.name, f"truncated or corrupt gzip: {exc}") from None
+        elif magic[:3] == b"BCF":
+            raise InputError(self.name, "uncompressed BCF is not supported; "
+                             "convert with `bcftools view -Ob`")
+        else:
+            self.text = self.path.read_bytes()
+        self.kind = "text-vcf"
+        return self._text_header(self.text)
+
+    def _text_header_from_blocks(self, data: mmap.mmap) -> VcfHeader:
+        chunks: list[bytes] = []
+        for block in self.blocks:
+            chunks.append(inflate_block(data, block, name=self.name))
+            joined = b"".join(chunks)
+            chrom = joined.find(b"#CHROM")
+            if chrom >= 0 and joined.find(b"\n", chrom) >= 0:
+                return self._text_header(joined)
+            if len(joined) > 256 << 20:
+                break
+        return self._text_header(b"".join(chunks))
+
+    def _text_header(self, text: bytes) -> VcfHeader:
+        end = 0
+        while text.startswith(b"#", end):
+            nl = text.find(b"\n", end)
+            if nl < 0:
+                end = len(text)
+                break
+            end = nl + 1
+        try:
+            header_text = text[:end].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(self.name, f"malformed header: not UTF-8 text ({exc.reason})",
+                             line=text[: exc.start].count(b"\n") + 1) from None
+        return parse_header(header_text, name=self.name)
+
+    def _bcf_header(self) -> VcfHeader:
+        import cyvcf2
+
+        try:
+            reader = cyvcf2.VCF(str(self.path))
+        except (OSError, Exception) as exc:  # cyvcf2 raises bare Exception for bad headers
+            raise InputError(self.name, f"malformed BCF header: {exc}") from None
+        text = reader.raw_header
+        reader.close()
+        return parse_header(text, name=self.name)
+
+    # -- pieces ------------------------------------------------------------------------------
+    def pieces(self, target: int = PIECE_PAYLOAD) -> list[Piece]:
+        if self.kind == "bcf":
+            return [Piece(0, 0, 0)]
+        if self.kind == "text-vcf":
+            assert self.text is not None
+            bounds = [0]
+            while bounds[-1] + target < len(self.text):
+                nl = self.text.find(b"\n", bounds[-1] + target)
+                if nl < 0:
+                    break
+                bounds.append(nl + 1)
+            bounds.append(len(self.text))
+            return [Piece(i, a, b) for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))
+                    if b > a]
+        pieces: list[Piece] = []
+        start = 0
+        size = 0
+        for i, block in enumerate(self.blocks):
+            size += block.payload_size
+            if size >= target:
+                pieces.append(Piece(len(pieces), start, i + 1))
+                start, size = i + 1, 0
+        if start < len(self.blocks):
+            pieces.append(Piece(len(pieces), start, len(self.blocks)))
+        return pieces
+
+    def piece_text(self, piece: Piece) -> bytes:
+        """The complete lines that belong to a piece (the header lines too, for piece 0)."""
+        if self.kind == "text-vcf":
+            assert self.text is not None
+            return self.text[piece.first_block : piece.last_block]
+        with open(self.path, "rb") as handle:
+            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            parts = [inflate_block(data, b, name=self.name)
+                     for b in self.blocks[piece.first_block : piece.last_block]]
+            text = b"".join(parts)
+            if piece.first_block > 0:
+                previous = inflate_block(data, self.blocks[piece.first_block - 1], name=self.name)
+                if previous and not previous.endswith(b"\n"):
+                    # The first line began in the previous piece, which parses it.
+                    nl = text.find(b"\n")
+                    text = b"" if nl < 0 else text[nl + 1 :]
+            if text and not text.endswith(b"\n"):
+                # Finish the last line from the following blocks.
+                following = piece.last_block
+                tail: list[bytes] = []
+                while following < len(self.blocks):
+                    payload = inflate_block(data, self.blocks[following], name=self.name)
+                    nl = payload.find(b"\n")
+                    if nl >= 0:
+                        tail.append(payload[: nl + 1])
+                        break
+                    tail.append(payload)
+                    following += 1
+                text += b"".join(tail)
+            return text
+        finally:
+            data.close()
+
+    def lines_before(self, piece: Piece) -> int:
+        """How many lines precede a piece (error path: to turn a piece line into a file line)."""
+        count = 0
+        for earlier in range(piece.index):
+            count += self.piece_text(Piece(earlier, *self._bounds(earlier))).count(b"\n")
+        return count
+
+    def _bounds(self, index: int) -> tuple[int, int]:
+        piece = self.pieces()[index]
+        return piece.first_block, piece.last_block
