@@ -8,6 +8,8 @@ operator can move them off the data volume.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import tomllib
@@ -56,7 +58,8 @@ class NodeConfig(BaseModel):
 
     def model_post_init(self, __context: object) -> None:
         if not _COUNTRY.match(self.country):
-            raise ValueError(f"country {self.country!r} is not an ISO 3166-1 alpha-2 code like 'FI'")
+            raise ValueError(f"country {self.country!r} is not an ISO 3166-1 alpha-2 code "
+                             "like 'FI'")
 
 
 class NodePaths:
@@ -98,7 +101,7 @@ def init_node(root: Path, *, node_id: str, country: str, keys_dir: str | None = 
             node_id=node_id,
             country=country.upper(),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
-            **({"keys_dir": keys_dir} if keys_dir else {}),
+            keys_dir=keys_dir or "keys",
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
@@ -123,7 +126,9 @@ def _generate_keys(paths: NodePaths) -> None:
 
     # Service keys are stored unencrypted but readable by the owner only; a passphrase would have
     # to sit next to them for unattended serving.
-    c4gh.generate(str(paths.c4gh_secret_key), str(paths.c4gh_public_key), None, b"genofed node")
+    with contextlib.redirect_stderr(io.StringIO()):  # it prints a warning about exactly that
+        c4gh.generate(str(paths.c4gh_secret_key), str(paths.c4gh_public_key), None,
+                      b"genofed node")
     pem = serialization.PrivateFormat.PKCS8
     for path, key in (
         (paths.signing_key, ec.generate_private_key(ec.SECP256R1())),

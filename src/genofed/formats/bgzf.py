@@ -8,6 +8,7 @@ decompression, so that ingest workers can each inflate their own byte range.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,8 @@ MAX_BLOCK_PAYLOAD = 0xFF00
 EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _HEADER = struct.Struct("<4BI2BH2BHH")  # magic..xlen, then the BC subfield (SI1 SI2 SLEN BSIZE)
 _HEADER_SIZE = 18
+#: Anything holding a whole file's bytes: read into memory or memory-mapped.
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
 class BgzfError(ValueError):
@@ -38,7 +41,7 @@ class Block:
     payload_size: int
 
 
-def scan_blocks(data: bytes | memoryview, *, name: str = "<bytes>") -> list[Block]:
+def scan_blocks(data: Buffer, *, name: str = "<bytes>") -> list[Block]:
     """List every block of a BGZF file held in memory (or memory-mapped), checking each header."""
     blocks: list[Block] = []
     offset = 0
@@ -66,13 +69,13 @@ def scan_blocks(data: bytes | memoryview, *, name: str = "<bytes>") -> list[Bloc
     return blocks
 
 
-def inflate_block(data: bytes | memoryview, block: Block, *, name: str = "<bytes>") -> bytes:
+def inflate_block(data: Buffer, block: Block, *, name: str = "<bytes>") -> bytes:
     """Decompress one block and check its CRC32 and length."""
     start = block.offset + _HEADER_SIZE
     stop = block.offset + block.size - 8
     try:
         payload = zlib_ng.decompress(data[start:stop], -15)
-    except zlib_ng.error as exc:
+    except zlib_ng.error as exc:  # type: ignore[misc]
         raise BgzfError(f"{name}: corrupt BGZF block at byte {block.offset}: {exc}") from None
     crc, isize = struct.unpack_from("<II", data, stop)
     if isize != len(payload) or crc != zlib_ng.crc32(payload):

@@ -22,3 +22,11 @@ class InputError(IngestError):
         if field is not None:
             where += f", field {field}"
         super().__init__(f"{where}: {problem}")
+
+    def __reduce__(self) -> tuple[object, ...]:  # raised in worker processes, so picklable
+        return (_rebuild_input_error, (self.name, self.problem, self.line, self.field))
+
+
+def _rebuild_input_error(name: str, problem: str, line: int | None,
+                         field: str | None) -> InputError:
+    return InputError(name, problem, line=line, field=field)

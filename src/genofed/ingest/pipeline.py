@@ -15,6 +15,7 @@ Everything is written to a staging directory and published by an atomic rename
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,11 +249,14 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
             _write_variant_arrays(genotypes, source, results, samples, meta)
             chunk_tasks = [(c, offsets.tolist(), n_records, len(samples))
                            for c in range(-(-n_records // VARIANT_CHUNK))]
-            for i, future in enumerate([pool.submit(_write_genotype_chunk, *t)
-                                        for t in chunk_tasks]):
-                future.result()
+            writes = [pool.submit(_write_genotype_chunk, *t) for t in chunk_tasks]
+            for i, write in enumerate(writes):
+                write.result()
                 if progress:
                     progress("write", i + 1, len(chunk_tasks))
+    except BrokenProcessPool:
+        raise IngestError("an ingest worker process died (out of memory?); try fewer "
+                          "--workers") from None
     finally:
         _WORKER_STATE.clear()
     shutil.rmtree(spill)
@@ -449,15 +454,15 @@ def _write_variant_arrays(group: Path, source: VcfSource, results: list[_PieceRe
                         dimensions=["variants", "filters"], fill_value=False)
     n_samples = len(samples)
     zarr_v2.create_array(group, "call_genotype", shape=(n, n_samples, PLOIDY),
-                         chunks=(VARIANT_CHUNK, SAMPLE_CHUNK, PLOIDY), dtype=np.int8,
+                         chunks=(VARIANT_CHUNK, SAMPLE_CHUNK, PLOIDY), dtype=np.dtype(np.int8),
                          dimensions=["variants", "samples", "ploidy"], fill_value=-1,
                          codec=zarr_v2.GENOTYPE_CODEC)
     zarr_v2.create_array(group, "call_genotype_mask", shape=(n, n_samples, PLOIDY),
-                         chunks=(VARIANT_CHUNK, SAMPLE_CHUNK, PLOIDY), dtype=bool,
+                         chunks=(VARIANT_CHUNK, SAMPLE_CHUNK, PLOIDY), dtype=np.dtype(bool),
                          dimensions=["variants", "samples", "ploidy"], fill_value=True,
                          codec=zarr_v2.GENOTYPE_CODEC)
     zarr_v2.create_array(group, "call_genotype_phased", shape=(n, n_samples),
-                         chunks=(VARIANT_CHUNK, SAMPLE_CHUNK), dtype=bool,
+                         chunks=(VARIANT_CHUNK, SAMPLE_CHUNK), dtype=np.dtype(bool),
                          dimensions=["variants", "samples"], fill_value=False,
                          codec=zarr_v2.GENOTYPE_CODEC)
 
@@ -469,7 +474,7 @@ def _write_genotype_chunk(chunk: int, offsets: list[int], n_records: int, n_samp
     hi = min(lo + VARIANT_CHUNK, n_records)
     calls: list[np.ndarray] = []
     phases: list[np.ndarray] = []
-    for piece, (start, stop) in enumerate(zip(offsets, offsets[1:], strict=False)):
+    for piece, (start, stop) in enumerate(itertools.pairwise(offsets)):
         if stop <= lo or start >= hi:
             continue
         a, b = max(lo, start) - start, min(hi, stop) - start
@@ -529,7 +534,7 @@ def _write_sites(path: Path, source: VcfSource, results: list[_PieceResult], off
     order = np.lexsort((np.concatenate(variant_index) if variant_index else np.empty(0),
                         pos, contig_idx))
     sorted_already = bool(np.all(order == np.arange(len(order))))
-    take = (lambda a: a) if sorted_already else (lambda a: a[order])  # noqa: E731
+    take = (lambda a: a) if sorted_already else (lambda a: a[order])
     with np.errstate(divide="ignore", invalid="ignore"):
         af = np.where(an[:, 0] > 0, ac[:, 0] / np.maximum(an[:, 0], 1), np.nan)
     columns: dict[str, pa.Array] = {

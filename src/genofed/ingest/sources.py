@@ -8,12 +8,13 @@ process boundaries.
 from __future__ import annotations
 
 import gzip
+import itertools
 import mmap
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from genofed.formats.bgzf import Block, BgzfError, inflate_block, scan_blocks
+from genofed.formats.bgzf import BgzfError, Block, inflate_block, scan_blocks
 from genofed.ingest.errors import InputError
 from genofed.ingest.vcf_header import VcfHeader, parse_header
 
@@ -114,7 +115,8 @@ class VcfSource:
         return parse_header(text, name=self.name)
 
     # -- pieces ------------------------------------------------------------------------------
-    def pieces(self, target: int = PIECE_PAYLOAD) -> list[Piece]:
+    def pieces(self, target: int | None = None) -> list[Piece]:
+        target = target or PIECE_PAYLOAD
         if self.kind == "bcf":
             return [Piece(0, 0, 0)]
         if self.kind == "text-vcf":
@@ -126,7 +128,7 @@ class VcfSource:
                     break
                 bounds.append(nl + 1)
             bounds.append(len(self.text))
-            return [Piece(i, a, b) for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))
+            return [Piece(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds))
                     if b > a]
         pieces: list[Piece] = []
         start = 0

@@ -78,7 +78,8 @@ class _LineError(Exception):
         self.field = field
 
 
-def parse_records(text: bytes, n_samples: int, *, name: str, first_line: int | None) -> ParsedRecords:
+def parse_records(text: bytes, n_samples: int, *, name: str,
+                  first_line: int | None) -> ParsedRecords:
     """Parse complete VCF record lines (header lines, if any, are skipped).
 
     ``first_line`` is the file line number of the first line in ``text`` when known; errors then
@@ -101,6 +102,9 @@ class PieceLineError(Exception):
         self.index = index
         self.problem = problem
         self.field = field
+
+    def __reduce__(self) -> tuple[object, ...]:  # crosses from worker to parent process
+        return (PieceLineError, (self.index, self.problem, self.field))
 
 
 def _parse(buf: bytes, n_samples: int) -> ParsedRecords:
@@ -207,9 +211,10 @@ def _parse(buf: bytes, n_samples: int) -> ParsedRecords:
     if row and n_samples:
         top = genotypes.reshape(row, -1).max(axis=1)
         n_alleles = np.fromiter((len(a) for a in out.alleles), dtype=np.int16, count=row)
-        for r in np.flatnonzero(top >= n_alleles):
-            raise _LineError(_line_of_row(buf, int(r)), f"genotype refers to allele {top[r]} but "
-                             f"the record has only {n_alleles[r]} alleles", "GT")
+        for wrong in np.flatnonzero(top >= n_alleles):
+            raise _LineError(_line_of_row(buf, int(wrong)), f"genotype refers to allele "
+                             f"{top[wrong]} but the record has only {n_alleles[wrong]} alleles",
+                             "GT")
     out.genotypes = genotypes
     out.phased = phased
     return out
@@ -255,7 +260,8 @@ def _decode_fast(view: np.ndarray, starts: list[int], rows: list[int], n_samples
         layout_ok = phase.all(axis=1)
         suspect = np.flatnonzero(~(allele_ok & layout_ok))
         bad: list[int] = []
-        for k in suspect:  # missing '.', unphased '/', or not this layout after all
+        for row_k in suspect:  # missing '.', unphased '/', or not this layout after all
+            k = int(row_k)
             u = calls[k].view(np.uint8)
             seps_ok = (phase[k] | (words[k] == 0x09002F00)).all()
             if seps_ok and ((u <= 9) | (u == 254)).all():

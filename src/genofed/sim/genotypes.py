@@ -8,7 +8,6 @@ at a time, because the benchmark cohort is about a gigabyte of text.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +81,7 @@ def simulate_ancestry(*, population: str, individuals: int, length_bp: int,
     contig = species.get_contig(CHROMOSOME, left=0, right=length_bp,
                                 mutation_rate=model.mutation_rate)
     engine = stdpopsim.get_engine("msprime")
-    with warnings.catch_warnings():
-        # stdpopsim warns about model/engine caveats that do not apply to a neutral simulation;
-        # the library must not write to the caller's terminal.
-        warnings.simplefilter("ignore")
-        tree_sequence = engine.simulate(model, contig, {population: individuals}, seed=seed)
+    tree_sequence = engine.simulate(model, contig, {population: individuals}, seed=seed)
     rates = contig.recombination_map.rate
     recombination_rate = float(rates[0]) if len(rates) else 0.0
     return Ancestry(tree_sequence, population, length_bp, float(model.mutation_rate),
@@ -124,7 +119,7 @@ def _genotype_text_tables() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint
     return separated, line_end
 
 
-def _individual_sample_nodes(tree_sequence: tskit.TreeSequence) -> npt.NDArray[np.int32]:
+def individual_sample_nodes(tree_sequence: tskit.TreeSequence) -> npt.NDArray[np.int32]:
     """Sample nodes ordered individual by individual, each individual's two haplotypes adjacent."""
     nodes = tree_sequence.individuals_nodes
     if nodes.ndim != 2 or nodes.shape[1] != 2 or (nodes < 0).any():
@@ -153,7 +148,7 @@ def write_vcf(ancestry: Ancestry, path: Path, *, sample_names: Sequence[str], so
     the ancestral allele; POS is the 0-based site position plus one.
     """
     tree_sequence = ancestry.tree_sequence
-    nodes = _individual_sample_nodes(tree_sequence)
+    nodes = individual_sample_nodes(tree_sequence)
     if len(sample_names) * 2 != len(nodes):
         raise ValueError(f"{len(sample_names)} sample names for {len(nodes) // 2} individuals")
     site_positions = tree_sequence.sites_position

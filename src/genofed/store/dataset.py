@@ -208,6 +208,6 @@ class Dataset:
             for name in ("sites", "individuals"):
                 path = str(self.path / f"{name}.parquet").replace("'", "''")
                 connection.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
-            return connection.execute(query).fetch_arrow_table()
+            return connection.execute(query).to_arrow_table()
         finally:
             connection.close()

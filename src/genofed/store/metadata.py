@@ -2,7 +2,8 @@
 
 The JSON form (a dataset's `dataset.json`) follows the Beacon v2 dataset model (`id`, `name`,
 `dataUseConditions.duoDataUse`, ...) plus genofed's own fields (`accessTier`, `assemblyId`,
-`population`). The dataset id is the one shared by the catalogue, Beacon resultSets, visas and files.
+`population`). The dataset id is the one shared by the catalogue, Beacon resultSets, visas and
+files.
 """
 
 from __future__ import annotations

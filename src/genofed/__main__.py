@@ -1,0 +1,3 @@
+from genofed.cli.main import main
+
+main()

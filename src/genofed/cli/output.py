@@ -1,0 +1,52 @@
+"""Terminal output shared by the commands: errors, tables, progress bars."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def fail(message: str, hint: str | None = None) -> NoReturn:
+    """Print an error (and what to do about it) to stderr and exit with status 1."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    if hint:
+        errors.print(f"[dim]hint:[/] {hint}", highlight=False)
+    raise typer.Exit(1)
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+@contextmanager
+def stage_progress(labels: dict[str, str]) -> Iterator[Callable[[str, float, float], None]]:
+    """A progress bar per stage; yields `update(stage, done, total)`. Drawn on stderr."""
+    with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=errors, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: float, total: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(labels.get(stage, stage), total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield update
