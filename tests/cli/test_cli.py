@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cohort, genofed
+from support import Cohort, genofed
 
 COMMANDS = [[], ["node"], ["node", "init"], ["node", "info"], ["sim"], ["sim", "cohort"],
             ["ingest"], ["sites"], ["demo"]]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HTSGET_DATA, Cohort, bcftools, genofed
 from edge_cases import WITH_CHR, WITHOUT_CHR, write_variants
+from support import HTSGET_DATA, Cohort, bcftools, genofed
 
 pytestmark = pytest.mark.external
 

@@ -14,7 +14,7 @@ import pytest
 
 from genofed.store import NodeStore
 
-from conftest import Cohort, genofed
+from support import Cohort, genofed
 
 
 def read_everything(node: Path, dataset: str) -> tuple[str, pa.Table, pa.Table, bytes]:

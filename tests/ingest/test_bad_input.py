@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cohort, genofed
+from support import Cohort, genofed
 
 
 def snapshot(node: Path) -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 from genofed.ontology.hpo import hpo
 from genofed.store import NodeStore, UnknownDatasetError
 
-from conftest import Cohort, bcftools
+from support import Cohort, bcftools
 
 
 @pytest.fixture(scope="module")

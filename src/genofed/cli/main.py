@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from genofed.cli import data, demo, node, sim
+from genofed.cli import data, demo, node, serve, sim
 
 app = typer.Typer(
     name="genofed",
@@ -19,6 +19,7 @@ app.add_typer(sim.app, name="sim")
 app.command("ingest")(data.ingest)
 app.command("sites")(data.sites)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

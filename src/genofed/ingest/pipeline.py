@@ -224,11 +224,11 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
     pieces = source.pieces()
     _WORKER_STATE.update(source=source, membership=membership, spill=spill)
     context = multiprocessing.get_context("fork")
-    n_workers = max(1, min(workers, len(pieces) if source.kind != "bcf" else 1))
     estimated = sum(b.payload_size for b in source.blocks) or 1
     results: list[_PieceResult] = []
     try:
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
+                                 initializer=_single_threaded_worker) as pool:
             futures = [pool.submit(_parse_piece, piece) for piece in pieces[:]]
             done_bytes = 0
             for piece, future in zip(pieces, futures, strict=True):
@@ -242,7 +242,6 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
                                       source.blocks[piece.first_block : piece.last_block])
                     progress("parse", done_bytes if source.blocks else len(results),
                              estimated if source.blocks else len(pieces))
-            del n_workers
             offsets = np.cumsum([0] + [r.n_records for r in results])
             n_records = int(offsets[-1])
             genotypes = staging / "genotypes.zarr"
@@ -271,6 +270,13 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
         n_individuals_with_phenopackets=len(people), contigs=contigs, groups=group_names,
         source={"vcf": source.name, "kind": source.kind, "genofed": __version__},
     )
+
+
+def _single_threaded_worker() -> None:
+    """Each worker process has a core's share; codec threads on top would only contend."""
+    import numcodecs
+
+    numcodecs.blosc.set_nthreads(1)
 
 
 def _parse_piece(piece: Piece) -> _PieceResult:
@@ -459,7 +465,7 @@ def _write_variant_arrays(group: Path, source: VcfSource, results: list[_PieceRe
                          codec=zarr_v2.GENOTYPE_CODEC)
     zarr_v2.create_array(group, "call_genotype_mask", shape=(n, n_samples, PLOIDY),
                          chunks=(VARIANT_CHUNK, SAMPLE_CHUNK, PLOIDY), dtype=np.dtype(bool),
-                         dimensions=["variants", "samples", "ploidy"], fill_value=True,
+                         dimensions=["variants", "samples", "ploidy"], fill_value=False,
                          codec=zarr_v2.GENOTYPE_CODEC)
     zarr_v2.create_array(group, "call_genotype_phased", shape=(n, n_samples),
                          chunks=(VARIANT_CHUNK, SAMPLE_CHUNK), dtype=np.dtype(bool),
@@ -487,11 +493,16 @@ def _write_genotype_chunk(chunk: int, offsets: list[int], n_records: int, n_samp
         part = block[:, s0 : s0 + SAMPLE_CHUNK]
         zarr_v2.write_chunk(group / "call_genotype", (chunk, j, 0), part, g_chunks, -1,
                             zarr_v2.GENOTYPE_CODEC)
-        zarr_v2.write_chunk(group / "call_genotype_mask", (chunk, j, 0), part < 0, g_chunks,
-                            True, zarr_v2.GENOTYPE_CODEC)
-        zarr_v2.write_chunk(group / "call_genotype_phased", (chunk, j),
-                            phase[:, s0 : s0 + SAMPLE_CHUNK], g_chunks[:2], False,
-                            zarr_v2.GENOTYPE_CODEC)
+        # An absent chunk reads as the fill value (False), so all-False chunks are not written:
+        # most masks are, and so are the phase flags of unphased callsets.
+        mask = part < 0
+        if mask.any():
+            zarr_v2.write_chunk(group / "call_genotype_mask", (chunk, j, 0), mask, g_chunks,
+                                False, zarr_v2.GENOTYPE_CODEC)
+        phase_part = phase[:, s0 : s0 + SAMPLE_CHUNK]
+        if phase_part.any():
+            zarr_v2.write_chunk(group / "call_genotype_phased", (chunk, j), phase_part,
+                                g_chunks[:2], False, zarr_v2.GENOTYPE_CODEC)
 
 
 SITE_FIXED_COLUMNS = ("contig", "pos", "end", "id", "ref", "alt", "variant_index",

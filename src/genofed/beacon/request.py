@@ -1,0 +1,273 @@
+"""Beacon v2 requests: the POST body model (also documented in /openapi.json), GET query
+parameters mapped onto the same model, and the parsed form the rest of the package uses.
+
+Pagination follows the spec: `skip` counts *pages* of `limit` records, so a page starts at record
+`skip * limit`. `limit` is at most :data:`MAX_LIMIT`; `limit: 0` means "up to MAX_LIMIT".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genofed.beacon.errors import BeaconRequestError
+
+API_VERSION = "v2.1.1"
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 10
+
+
+class Granularity(StrEnum):
+    BOOLEAN = "boolean"
+    COUNT = "count"
+    RECORD = "record"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def coarsest(cls, values: list[Granularity]) -> Granularity:
+        return min(values, key=lambda g: g.rank) if values else cls.BOOLEAN
+
+
+_RANK = {Granularity.BOOLEAN: 0, Granularity.COUNT: 1, Granularity.RECORD: 2}
+
+
+class _Open(BaseModel):
+    # Unknown members are tolerated (v2.2 additions, implementation extensions).
+    model_config = ConfigDict(extra="allow")
+
+
+class SchemaReference(_Open):
+    entityType: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+
+
+class RequestMeta(_Open):
+    apiVersion: str | None = None
+    requestedSchemas: list[SchemaReference] = Field(default_factory=list)
+
+
+class Pagination(_Open):
+    skip: int = Field(default=0, ge=0, le=1_000_000, description="pages to skip (of `limit`)")
+    limit: int = Field(default=DEFAULT_LIMIT, ge=0, le=MAX_LIMIT,
+                       description=f"records per page, at most {MAX_LIMIT}; 0 = {MAX_LIMIT}")
+
+
+class FilterModel(_Open):
+    """An ontology (`id`), alphanumeric (`id`, `operator`, `value`) or custom (`id`) filter."""
+
+    id: str = Field(min_length=1, max_length=256)
+    operator: Literal["=", "<", ">", "!", ">=", "<="] | None = None
+    value: str | float | None = None
+    includeDescendantTerms: bool = True
+    similarity: Literal["exact", "high", "medium", "low"] = "exact"
+    scope: str | None = None
+
+
+class QueryModel(_Open):
+    requestParameters: dict[str, Any] = Field(default_factory=dict)
+    filters: list[FilterModel | str] = Field(default_factory=list, max_length=100)
+    includeResultsetResponses: Literal["ALL", "HIT", "MISS", "NONE"] = "HIT"
+    pagination: Pagination = Field(default_factory=Pagination)
+    requestedGranularity: Granularity = Granularity.BOOLEAN
+    testMode: bool = False
+
+
+class BeaconRequestBody(_Open):
+    """The Beacon v2 request body (`beaconRequestBody.json`); `meta` is optional here."""
+
+    meta: RequestMeta = Field(default_factory=RequestMeta)
+    query: QueryModel = Field(default_factory=QueryModel)
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    id: str
+    operator: str | None = None
+    value: str | None = None
+    include_descendants: bool = True
+    scope: str | None = None
+
+    def __str__(self) -> str:
+        if self.operator is None:
+            return self.id
+        return f"{self.id}{self.operator}{self.value}"
+
+
+@dataclass
+class BeaconQuery:
+    """A parsed request, whatever its HTTP form."""
+
+    granularity: Granularity = Granularity.BOOLEAN
+    include: str = "HIT"
+    skip: int = 0
+    limit: int = DEFAULT_LIMIT
+    filters: list[FilterSpec] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    test_mode: bool = False
+    requested_schemas: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def offset(self) -> int:
+        return self.skip * self.page_size
+
+    @property
+    def page_size(self) -> int:
+        return self.limit or MAX_LIMIT
+
+    def summary(self) -> dict[str, Any]:
+        """`receivedRequestSummary` (requestParameters are keyed by entity, as the schema's
+        `additionalProperties: object` wants)."""
+        out: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "requestedSchemas": self.requested_schemas,
+            "pagination": {"skip": self.skip, "limit": self.limit},
+            "requestedGranularity": self.granularity.value,
+            "includeResultsetResponses": self.include,
+            "testMode": self.test_mode,
+        }
+        if self.filters:
+            out["filters"] = [str(f) for f in self.filters]
+        if self.parameters:
+            out["requestParameters"] = {"g_variant": _jsonable(self.parameters)}
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+_ALNUM = re.compile(r"^(?P<id>[^<>=!]+?)(?P<op><=|>=|=|<|>|!)(?P<value>.+)$")
+
+
+def _filter_spec(item: FilterModel | str, default_descendants: bool = True) -> FilterSpec:
+    if isinstance(item, str):
+        text = item.strip()
+        if not text:
+            raise BeaconRequestError("filters: an empty filter term was given")
+        match = _ALNUM.match(text)
+        if match:
+            return FilterSpec(match["id"].strip(), match["op"], match["value"].strip())
+        return FilterSpec(text, include_descendants=default_descendants)
+    if (item.operator is None) != (item.value is None):
+        raise BeaconRequestError(f"filter {item.id!r}: an alphanumeric filter needs both "
+                                 f"'operator' and 'value'")
+    value = None if item.value is None else (
+        format(item.value, "g") if isinstance(item.value, float) else str(item.value))
+    return FilterSpec(item.id.strip(), item.operator, value, item.includeDescendantTerms,
+                      item.scope)
+
+
+def _validation_message(exc: ValidationError, prefix: str = "") -> str:
+    problems = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) or True)
+        problems.append(f"{prefix}{loc}: {err['msg']}")
+    return "invalid request: " + "; ".join(problems)
+
+
+def from_body(body: BeaconRequestBody | None) -> BeaconQuery:
+    body = body or BeaconRequestBody()
+    query = body.query
+    params = query.requestParameters
+    filters = [_filter_spec(f) for f in query.filters]
+    schemas = [{k: v for k, v in (("entityType", s.entityType), ("schema", s.schema_)) if v}
+               for s in body.meta.requestedSchemas]
+    return BeaconQuery(
+        granularity=query.requestedGranularity,
+        include=query.includeResultsetResponses,
+        skip=query.pagination.skip,
+        limit=query.pagination.limit,
+        filters=filters,
+        parameters=unwrap_parameters(params),
+        test_mode=query.testMode,
+        requested_schemas=schemas,
+    )
+
+
+def unwrap_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept both flat parameters and the entity-keyed form ({"g_variant": {...}})."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in {"g_variant", "g_variants", "genomicVariation", "genomicVariations"}:
+            if not isinstance(value, Mapping):
+                raise BeaconRequestError(f"requestParameters.{key} must be an object")
+            flat.update(value)
+        elif key == "$schema":
+            continue
+        else:
+            flat[key] = value
+    return flat
+
+
+def parse_body_json(raw: Any) -> BeaconQuery:
+    """Validate a decoded JSON body (used where FastAPI has not validated it already)."""
+    if raw is None:
+        return from_body(None)
+    try:
+        return from_body(BeaconRequestBody.model_validate(raw))
+    except ValidationError as exc:
+        raise BeaconRequestError(_validation_message(exc)) from None
+
+
+#: GET parameters that are not variant request parameters.
+_CONTROL = {"requestedGranularity", "includeResultsetResponses", "skip", "limit", "filters",
+            "testMode", "includeDescendantTerms"}
+
+
+def from_query_params(params: Mapping[str, str]) -> BeaconQuery:
+    """GET form: control parameters plus variant parameters; `filters` is comma-separated
+    (ontology ids, or `id<op>value` for alphanumeric filters such as `age>=P40Y`)."""
+    descendants = True
+    if "includeDescendantTerms" in params:
+        descendants = _bool("includeDescendantTerms", params["includeDescendantTerms"])
+    raw_filters = [t for t in (params.get("filters") or "").split(",") if t.strip()]
+    query: dict[str, Any] = {
+        "requestParameters": {k: v for k, v in params.items() if k not in _CONTROL},
+    }
+    for key in ("requestedGranularity", "includeResultsetResponses"):
+        if params.get(key):
+            query[key] = params[key]
+    if "testMode" in params:
+        query["testMode"] = _bool("testMode", params["testMode"])
+    pagination: dict[str, Any] = {}
+    for key in ("skip", "limit"):
+        if params.get(key) not in (None, ""):
+            pagination[key] = _int(key, params[key])
+    query["pagination"] = pagination
+    try:
+        body = BeaconRequestBody.model_validate({"query": query})
+    except ValidationError as exc:
+        raise BeaconRequestError(_validation_message(exc)) from None
+    parsed = from_body(body)
+    parsed.filters = [_filter_spec(t, descendants) for t in raw_filters]
+    return parsed
+
+
+def _int(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise BeaconRequestError(f"{name}: {text!r} is not an integer") from None
+
+
+def _bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"true", "1", "yes"}:
+        return True
+    if lowered in {"false", "0", "no"}:
+        return False
+    raise BeaconRequestError(f"{name}: {text!r} is not a boolean (true/false)")

@@ -1,0 +1,251 @@
+"""The Beacon over a node store: one call per entry-type query, returning the response document.
+
+For each dataset in scope: decide the granularity (:func:`allowed_granularity`), match, apply
+disclosure control, shape one resultSet (`id` = dataset id, `setType` = "dataset").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from genofed.beacon import entities
+from genofed.beacon.access import Caller, allowed_granularity, degradation_note
+from genofed.beacon.disclosure import DisclosedCount, disclose
+from genofed.beacon.errors import BeaconRequestError, NotFoundError
+from genofed.beacon.filters import FilterPlan, individuals_mask, plan_filters
+from genofed.beacon.request import BeaconQuery, Granularity
+from genofed.beacon.responses import collections_response, response_meta
+from genofed.beacon.variants import (
+    KNOWN_PARAMETERS,
+    VariantQuery,
+    carried_by,
+    carriers,
+    match_sites,
+    parse_variant_id,
+    parse_variant_query,
+)
+from genofed.store.dataset import Dataset
+from genofed.store.node import NodeStore, UnknownDatasetError
+
+ENTITY = {"g_variants": "genomicVariation", "individuals": "individual",
+          "biosamples": "biosample"}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Restrictions that come from the URL path rather than the query."""
+
+    dataset_id: str | None = None
+    variant_id: str | None = None
+    individual_id: str | None = None
+
+
+@dataclass
+class _DatasetAnswer:
+    dataset: Dataset
+    granted: Granularity
+    total: int
+    page: Callable[[int, int], list[dict[str, Any]]]
+    #: counts people (individuals, biosamples): the floor applies. Variant counts need none:
+    #: below record level every variant counted is carried at least `floor` times.
+    counts_people: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+class BeaconService:
+    def __init__(self, store: NodeStore) -> None:
+        self.store = store
+        self.node_id = store.config.node_id
+        self.floor = store.config.disclosure.count_floor
+
+    # -- helpers ------------------------------------------------------------------------------
+    def datasets(self, dataset_id: str | None = None,
+                 requested: list[str] | None = None) -> list[Dataset]:
+        if dataset_id is not None:
+            try:
+                return [self.store.dataset(dataset_id)]
+            except (UnknownDatasetError, ValueError) as exc:
+                raise NotFoundError(str(exc)) from None
+        all_sets = self.store.datasets()
+        if requested:
+            known = {d.id for d in all_sets}
+            unknown = [r for r in requested if r not in known]
+            if unknown:
+                raise NotFoundError(f"unknown dataset(s) {', '.join(unknown)}; this node has "
+                                    f"{', '.join(sorted(known)) or 'none'}")
+            return [d for d in all_sets if d.id in requested]
+        return all_sets
+
+    def known_contigs(self) -> set[str]:
+        from genofed.store.dataset import normalize_contig
+
+        return {normalize_contig(c) for d in self.store.datasets() for c in d.contigs}
+
+    @staticmethod
+    def _requested_datasets(query: BeaconQuery) -> list[str] | None:
+        raw = query.parameters.get("datasets", query.parameters.get("datasetIds"))
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            return [r.strip() for r in raw.split(",") if r.strip()]
+        if isinstance(raw, list) and all(isinstance(r, str) for r in raw):
+            return list(raw)
+        if isinstance(raw, dict) and isinstance(raw.get("datasetIds"), list):
+            return [str(r) for r in raw["datasetIds"]]
+        raise BeaconRequestError("requestParameters.datasets must be a list of dataset ids")
+
+    def _variant_query(self, query: BeaconQuery, scope: Scope) -> VariantQuery:
+        contigs = self.known_contigs()
+        if scope.variant_id is not None:
+            return parse_variant_id(scope.variant_id, contigs)
+        return parse_variant_query(query.parameters, contigs)
+
+    # -- entry types --------------------------------------------------------------------------
+    def entry_query(self, entry: str, query: BeaconQuery, caller: Caller, scope: Scope,
+                    base_url: str) -> dict[str, Any]:
+        entity = ENTITY[entry]
+        warnings = [f"requestParameters.{k}: not a parameter this Beacon knows; ignored"
+                    for k in query.parameters if k not in KNOWN_PARAMETERS]
+        plan = plan_filters(query.filters)
+        warnings.extend(plan.warnings)
+        variants = self._variant_query(query, scope)
+        datasets = self.datasets(scope.dataset_id, self._requested_datasets(query))
+        answers = []
+        for dataset in datasets:
+            granted = allowed_granularity(dataset, query.granularity, caller)
+            if entry == "g_variants":
+                answer = self._variants(dataset, granted, variants, plan, scope, base_url)
+            else:
+                answer = self._individuals(dataset, granted, variants, plan, scope, entry)
+            note = degradation_note(dataset, query.granularity, granted)
+            if note:
+                answer.notes.append(note)
+            answers.append(answer)
+        return self._resultsets(entity, query, answers, warnings)
+
+    def _individuals(self, dataset: Dataset, granted: Granularity, variants: VariantQuery,
+                     plan: FilterPlan, scope: Scope, entry: str) -> _DatasetAnswer:
+        table = dataset.individuals
+        mask = individuals_mask(table, plan)
+        if scope.individual_id is not None:
+            mask &= np.asarray(table.column("sample_id").to_pylist(), dtype=object) == \
+                scope.individual_id
+        if variants.active and mask.any():
+            rows = match_sites(dataset, variants)
+            if granted is not Granularity.RECORD:
+                rows = rows.filter(pc.greater_equal(rows.column("ac"), self.floor))
+            mask &= carriers(dataset, rows)
+        selected = np.flatnonzero(mask)
+        shape = entities.individual if entry == "individuals" else entities.biosample
+
+        def page(offset: int, limit: int) -> list[dict[str, Any]]:
+            rows = table.take(pa.array(selected[offset:offset + limit])).to_pylist()
+            return [shape(r, dataset) for r in rows]
+
+        return _DatasetAnswer(dataset, granted, len(selected), page)
+
+    def _variants(self, dataset: Dataset, granted: Granularity, variants: VariantQuery,
+                  plan: FilterPlan, scope: Scope, base_url: str) -> _DatasetAnswer:
+        rows = match_sites(dataset, variants)
+        selection: np.ndarray | None = None
+        if plan.active:
+            selection = individuals_mask(dataset.individuals, plan)
+        if scope.individual_id is not None:
+            ids = np.asarray(dataset.individuals.column("sample_id").to_pylist(), dtype=object)
+            own = ids == scope.individual_id
+            selection = own if selection is None else selection & own
+        if selection is not None:
+            support = carried_by(dataset, rows, selection)
+        else:
+            support = rows.column("ac").to_numpy()
+        keep = support >= (1 if granted is Granularity.RECORD else self.floor)
+        if not keep.all():
+            rows = rows.filter(pa.array(keep))
+
+        def page(offset: int, limit: int) -> list[dict[str, Any]]:
+            return entities.genomic_variations(rows.slice(offset, limit), dataset, base_url)
+
+        return _DatasetAnswer(dataset, granted, rows.num_rows, page, counts_people=False)
+
+    def _resultsets(self, entity: str, query: BeaconQuery, answers: list[_DatasetAnswer],
+                    warnings: list[str]) -> dict[str, Any]:
+        sets = []
+        any_exists = False
+        total = 0
+        adjusted = False
+        for answer in answers:
+            info: dict[str, Any] = {"accessTier": answer.dataset.metadata.access_tier.value}
+            result: dict[str, Any] = {"id": answer.dataset.id, "setType": "dataset",
+                                      "returnedGranularity": answer.granted.value}
+            if answer.granted is Granularity.BOOLEAN:
+                exists = disclose(answer.total, self.floor).exists
+                result.update(exists=exists, resultsCount=0, results=[])
+                info["countWithheld"] = ("boolean granularity: resultsCount is not a count; "
+                                         "see exists")
+            elif answer.granted is Granularity.COUNT:
+                shown: DisclosedCount = disclose(answer.total,
+                                                 self.floor if answer.counts_people else 1)
+                exists = shown.exists
+                result.update(exists=exists, resultsCount=shown.value, results=[],
+                              **shown.fields())
+                total += shown.value
+                adjusted |= shown.adjusted_to is not None
+            else:
+                exists = answer.total > 0
+                result.update(exists=exists, resultsCount=answer.total, countPrecision="exact",
+                              results=answer.page(query.offset, query.page_size))
+                total += answer.total
+            if answer.notes:
+                info["notes"] = answer.notes
+            result["info"] = info
+            any_exists |= exists
+            wanted = (query.include == "ALL" or (query.include == "HIT" and exists)
+                      or (query.include == "MISS" and not exists))
+            if wanted:
+                sets.append(result)
+        granularity = Granularity.coarsest([a.granted for a in answers]) if answers \
+            else query.granularity
+        summary: dict[str, Any] = {"exists": any_exists}
+        if granularity is not Granularity.BOOLEAN:
+            summary["numTotalResults"] = total
+            summary["countPrecision"] = "imprecise" if adjusted else "exact"
+        response_info: dict[str, Any] = {
+            "disclosure": {
+                "countFloor": self.floor,
+                "policy": "counts between 1 and countFloor-1 are reported as countFloor with "
+                          "countPrecision 'imprecise'; below record granularity, alleles carried "
+                          "fewer than countFloor times (in the selected individuals) take part in "
+                          "no match",
+            },
+            "pagination": "skip counts pages of `limit` records (offset = skip * limit)",
+        }
+        if warnings:
+            response_info["warnings"] = warnings
+        return {
+            "meta": response_meta(self.node_id, entity, query, granularity),
+            "responseSummary": summary,
+            "response": {"resultSets": sets},
+            "info": response_info,
+            "beaconHandovers": [],
+        }
+
+    # -- collections --------------------------------------------------------------------------
+    def collections(self, entry: str, query: BeaconQuery, collection_id: str | None
+                    ) -> dict[str, Any]:
+        entity = "dataset" if entry == "datasets" else "cohort"
+        datasets = self.datasets(collection_id)
+        shape = entities.dataset_record if entry == "datasets" else entities.cohort_record
+        records = [shape(d) for d in datasets]
+        info: dict[str, Any] = {"note": "collection metadata is public catalogue information and "
+                                        "is returned at record level to every caller"}
+        if query.filters:
+            info["warnings"] = [f"filter {f}: filters do not apply to {entry}; not applied"
+                                for f in query.filters]
+        page = records[query.offset:query.offset + query.page_size]
+        return collections_response(self.node_id, entity, query, page, len(records), info)

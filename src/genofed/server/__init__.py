@@ -1,0 +1,2 @@
+"""The node's HTTP server (ASGI): the Beacon today; htsget, access, catalogue and analysis
+APIs mount beside it."""

@@ -1,0 +1,190 @@
+"""Fixtures for the Beacon tests: one small node with three simulated datasets (public,
+registered, controlled), built once per session; apps for an anonymous caller and for a caller
+holding a visa for the controlled dataset; a validator for the official Beacon v2 schemas."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from genofed.beacon.access import Caller, caller_from
+from genofed.config.node import init_node
+from genofed.ingest import ingest_dataset
+from genofed.server.app import create_app
+from genofed.sim import simulate_cohort
+from genofed.sim.cohort import CohortSummary
+
+from support import SHARED
+
+STANDARDS = SHARED / "standards" / "beacon-v2"  # ../shared beside the repository
+UPSTREAM = "https://raw.githubusercontent.com/ga4gh-beacon/beacon-v2/main/"
+VRS = "https://w3id.org/ga4gh/schema/vrs/1.3/vrs.json"
+
+#: The VRS 1.3 schema is not vendored: this stub checks the shape genofed emits for a
+#: Location (a SequenceLocation with a SequenceInterval of Numbers) and keeps the
+#: `variation` oneOf discriminating (VRS variations carry a `type`; LegacyVariation has none).
+VRS_STUB: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "definitions": {
+        "Number": {"type": "object", "required": ["type", "value"],
+                   "properties": {"type": {"const": "Number"}, "value": {"type": "integer"}}},
+        "Location": {
+            "type": "object", "required": ["type", "sequence_id", "interval"],
+            "properties": {
+                "type": {"const": "SequenceLocation"},
+                "sequence_id": {"type": "string", "pattern": "^[^:]+:.+$"},
+                "interval": {"type": "object", "required": ["type", "start", "end"],
+                             "properties": {"type": {"const": "SequenceInterval"},
+                                            "start": {"$ref": "#/definitions/Number"},
+                                            "end": {"$ref": "#/definitions/Number"}}},
+            },
+        },
+        "MolecularVariation": {"type": "object", "required": ["type"], "properties": {
+            "type": {"enum": ["Allele", "Haplotype"]}}},
+        "SystemicVariation": {"type": "object", "required": ["type"], "properties": {
+            "type": {"enum": ["CopyNumberCount", "CopyNumberChange", "Genotype"]}}},
+    },
+}
+
+ENTITY_SCHEMAS = {
+    "genomicVariation": "models/json/beacon-v2-default-model/genomicVariations/defaultSchema.json",
+    "individual": "models/json/beacon-v2-default-model/individuals/defaultSchema.json",
+    "biosample": "models/json/beacon-v2-default-model/biosamples/defaultSchema.json",
+    "dataset": "models/json/beacon-v2-default-model/datasets/defaultSchema.json",
+    "cohort": "models/json/beacon-v2-default-model/cohorts/defaultSchema.json",
+}
+R = "framework/json/responses/"
+
+
+def _registry() -> Registry:
+    resources = []
+    for path in STANDARDS.rglob("*.json"):
+        if "examples" in path.parts:
+            continue
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        uri = UPSTREAM + path.relative_to(STANDARDS).as_posix()
+        resources.append((uri, Resource(contents=contents, specification=DRAFT202012)))
+    resources.append((VRS, Resource(contents=VRS_STUB, specification=DRAFT202012)))
+    return Registry().with_resources(resources)
+
+
+class SchemaValidator:
+    """Validates documents against the vendored Beacon v2.1.1 schemas by relative path."""
+
+    def __init__(self) -> None:
+        self.registry = _registry()
+        self._cache: dict[str, Draft202012Validator] = {}
+
+    def errors(self, relative: str, document: Any) -> list[str]:
+        validator = self._cache.get(relative)
+        if validator is None:
+            validator = Draft202012Validator({"$ref": UPSTREAM + relative},
+                                             registry=self.registry)
+            self._cache[relative] = validator
+        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"[:400]
+                for e in validator.iter_errors(document)]
+
+    def check(self, relative: str, document: Any) -> None:
+        problems = self.errors(relative, document)
+        assert not problems, f"{relative}:\n" + "\n".join(problems[:10])
+
+    def check_response(self, document: dict[str, Any]) -> None:
+        """A Beacon query response: the envelope for its returnedGranularity, and every record
+        against its entity's default schema."""
+        if "error" in document:
+            self.check(R + "beaconErrorResponse.json", document)
+            return
+        meta = document["meta"]
+        granularity = meta["returnedGranularity"]
+        if "collections" in document.get("response", {}):
+            self.check(R + "beaconCollectionsResponse.json", document)
+            records = document["response"]["collections"]
+        else:
+            envelope = {"boolean": "beaconBooleanResponse.json",
+                        "count": "beaconCountResponse.json",
+                        "record": "beaconResultsetsResponse.json"}[granularity]
+            self.check(R + envelope, document)
+            if "response" in document:
+                self.check(R + "beaconResultsetsResponse.json", document)
+            records = [r for s in document.get("response", {}).get("resultSets", [])
+                       for r in s["results"]]
+        entity = meta["returnedSchemas"][0]["entityType"]
+        for record in records:
+            self.check(ENTITY_SCHEMAS[entity], record)
+
+
+@pytest.fixture(scope="session")
+def schemas() -> SchemaValidator:
+    return SchemaValidator()
+
+
+@dataclass
+class BeaconNode:
+    node_dir: Path
+    cohorts: dict[str, CohortSummary]
+
+
+DATASETS = {
+    # id: (tier, samples, seed, length in Mb)
+    "ds-public": ("public", 60, 11, 0.3),
+    "ds-registered": ("registered", 120, 12, 0.4),
+    "ds-controlled": ("controlled", 90, 13, 0.3),
+}
+
+
+@pytest.fixture(scope="session")
+def beacon_node(tmp_path_factory: pytest.TempPathFactory) -> BeaconNode:
+    root = tmp_path_factory.mktemp("beacon")
+    node_dir = root / "node"
+    init_node(node_dir, node_id="test-node", country="FI")
+    cohorts = {}
+    for dataset_id, (tier, samples, seed, length) in DATASETS.items():
+        summary = simulate_cohort(root / dataset_id, samples=samples, seed=seed,
+                                  length_mb=length, dataset_id=dataset_id, access_tier=tier)
+        ingest_dataset(node_dir, dataset_id, summary.vcf, phenopackets=summary.phenopackets_dir,
+                       metadata=summary.dataset_metadata, populations=summary.populations)
+        cohorts[dataset_id] = summary
+    return BeaconNode(node_dir, cohorts)
+
+
+def visa_resolver(*datasets: str) -> Callable[[str | None, str | None], Caller]:
+    """A caller resolver granting ControlledAccessGrants for `datasets` (stands in for the
+    access issue's passport checks)."""
+
+    def resolve(authorization: str | None, host: str | None) -> Caller:
+        base = caller_from(authorization, host)
+        return Caller(key=base.key, authenticated=True, visas=frozenset(datasets))
+
+    return resolve
+
+
+@pytest.fixture(scope="session")
+def app(beacon_node: BeaconNode) -> FastAPI:
+    return create_app(beacon_node.node_dir)
+
+
+@pytest.fixture(scope="session")
+def visa_app(beacon_node: BeaconNode) -> FastAPI:
+    return create_app(beacon_node.node_dir, caller_resolver=visa_resolver("ds-controlled"))
+
+
+@pytest.fixture(scope="session")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def visa_client(visa_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(visa_app, raise_server_exceptions=False) as test_client:
+        yield test_client

@@ -1,0 +1,61 @@
+"""Helpers shared by the test modules: paths to the shared data, running genofed and bcftools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GENOFED_SHARED", REPO.parent / "shared"))
+HTSGET_DATA = SHARED / "testdata" / "htsget"
+
+
+def genofed(*args: str | Path, check: bool = False, timeout: float = 300,
+            **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run the real command line in a subprocess (exit codes, stderr and signals are real)."""
+    result = subprocess.run([sys.executable, "-m", "genofed", *map(str, args)],
+                            capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+                            **kwargs)  # type: ignore[call-overload]
+    if check and result.returncode != 0:
+        raise AssertionError(f"genofed {' '.join(map(str, args))} failed:\n{result.stderr}")
+    return result
+
+
+def bcftools(*args: str | Path) -> str:
+    return subprocess.run(["bcftools", *map(str, args)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@dataclass(frozen=True)
+class Cohort:
+    dir: Path
+    dataset_id: str
+
+    @property
+    def vcf(self) -> Path:
+        return self.dir / "cohort.vcf.gz"
+
+    @property
+    def phenopackets(self) -> Path:
+        return self.dir / "phenopackets"
+
+    @property
+    def metadata(self) -> Path:
+        return self.dir / "dataset.json"
+
+    @property
+    def populations(self) -> Path:
+        return self.dir / "populations.tsv"
+
+
+def require_tool(name: str) -> None:
+    if shutil.which(name) is None:
+        pytest.fail(f"{name} is not installed: run scripts/bootstrap.sh (it installs the Debian "
+                    "tools the tests compare against)")
