@@ -84,10 +84,6 @@ router = APIRouter()
 
 @router.get("", tags=[_T], include_in_schema=False)
 @router.get("/", tags=[_T], summary="Beacon information")
-def root(request: Request) -> dict[str, Any]:
-    return framework.info(_state(request).service.store)
-
-
 @router.get("/info", tags=[_T], summary="Beacon information")
 def info(request: Request) -> dict[str, Any]:
     return framework.info(_state(request).service.store)
