@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debian_packages=(bcftools tabix samtools plink2)
+# The suite also runs the governance tests against a real PostgreSQL server.
+[[ "${1:-}" == "--test" ]] && debian_packages+=(postgresql)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

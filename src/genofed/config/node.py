@@ -46,6 +46,39 @@ class DisclosureSettings(BaseModel):
     budget_window_seconds: int = Field(default=3600, ge=1)
 
 
+class VisaTrust(BaseModel):
+    """One entry of the visa trust allow-list: visas from `iss` are accepted only when their `jku`
+    is exactly this URL, checked before any key is fetched (GA4GH Passport v1.2)."""
+
+    model_config = ConfigDict(extra="forbid")
+    iss: str
+    jku: str
+
+
+class AccessSettings(BaseModel):
+    """Identity, passports and governance state (owned by `genofed.access`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: SQLAlchemy URL of the governance database; empty = SQLite at NODE_DIR/governance.sqlite.
+    database_url: str = ""
+    #: The node's public base URL (visa `iss`, its JWKS is `jku`); empty = http://host:port.
+    public_url: str = ""
+    #: OIDC issuers whose access tokens (and userinfo passports) the node accepts.
+    oidc_issuers: list[str] = Field(default_factory=list)
+    #: (iss, jku) pairs whose visas the node trusts, besides its own.
+    trusted_visas: list[VisaTrust] = Field(default_factory=list)
+    #: DAC members of this node's datasets, as "ISSUER|SUBJECT" identities.
+    dac_members: list[str] = Field(default_factory=list)
+
+
+class FederationSettings(BaseModel):
+    """Membership in a network of nodes (owned by `genofed.federation`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Path of the network file listing the member nodes; empty = not in a network.
+    network_file: str = ""
+
+
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     node_id: str = Field(pattern=NODE_ID_PATTERN)
@@ -55,6 +88,8 @@ class NodeConfig(BaseModel):
     keys_dir: str = "keys"
     server: ServerSettings = Field(default_factory=ServerSettings)
     disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
 
     def model_post_init(self, __context: object) -> None:
         if not _COUNTRY.match(self.country):
@@ -75,6 +110,7 @@ class NodePaths:
         self.c4gh_public_key = self.keys / "node.c4gh.pub"
         self.signing_key = self.keys / "signing.es256.pem"
         self.agreement_key = self.keys / "agreement.x25519.pem"
+        self.governance_db = root / "governance.sqlite"
 
 
 def load_config(root: Path) -> NodeConfig:
@@ -90,6 +126,14 @@ def load_config(root: Path) -> NodeConfig:
     except ValidationError as exc:
         problems = "; ".join(f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
         raise NodeConfigError(f"{path}: {problems}") from None
+
+
+def save_config(root: Path, config: NodeConfig) -> None:
+    """Write `node.toml` atomically (used by commands that change settings)."""
+    path = root / CONFIG_FILE
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(config.model_dump()), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def init_node(root: Path, *, node_id: str, country: str, keys_dir: str | None = None) -> NodePaths:
@@ -113,9 +157,7 @@ def init_node(root: Path, *, node_id: str, country: str, keys_dir: str | None = 
     paths.keys.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(paths.keys, 0o700)
     _generate_keys(paths)
-    tmp = paths.config_file.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(config.model_dump()), encoding="utf-8")
-    os.replace(tmp, paths.config_file)
+    save_config(root, config)
     return paths
 
 
