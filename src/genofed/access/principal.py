@@ -1,7 +1,8 @@
 """The caller as every data-releasing API sees it, once their token and passport are checked.
 
 Built by the identity layer (:mod:`genofed.access.identity`) from a verified OIDC token and the
-GA4GH Passport visas that survived validation; consumed by the policy (:mod:`genofed.access.policy`).
+GA4GH Passport visas that survived validation; consumed by the policy
+(:mod:`genofed.access.policy`).
 Nothing here is personal beyond the (issuer, subject) pair, and the audit log sees only
 :attr:`Principal.pseudonym`.
 """
