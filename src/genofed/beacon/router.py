@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from genofed.beacon import framework
 from genofed.beacon.access import Caller, CallerResolver, QueryBudget, caller_from
@@ -39,7 +40,7 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/beacon"
 
 
-def charged_caller(request: Request) -> Caller:
+async def charged_caller(request: Request) -> Caller:
     """The caller, after charging one query to their budget (429 when spent)."""
     state = _state(request)
     caller = state.resolve_caller(request.headers.get("authorization"),
@@ -48,34 +49,36 @@ def charged_caller(request: Request) -> Caller:
     return caller
 
 
-def get_query(
-    request: Request,
-    requestedGranularity: Annotated[str | None, Query(
-        description="boolean | count | record (default boolean)")] = None,
-    includeResultsetResponses: Annotated[str | None, Query(
-        description="ALL | HIT | MISS | NONE (default HIT)")] = None,
-    skip: Annotated[str | None, Query(description="pages to skip (offset = skip * limit)")] = None,
-    limit: Annotated[str | None, Query(description="records per page, at most 1000")] = None,
-    filters: Annotated[str | None, Query(
-        description="comma-separated filtering terms: ontology ids (HP:0001250, "
-                    "NCIT:C16576) or alphanumeric `id<op>value` (age>=P40Y)")] = None,
-    includeDescendantTerms: Annotated[str | None, Query()] = None,
-    testMode: Annotated[str | None, Query()] = None,
-    referenceName: Annotated[str | None, Query(description="e.g. 20 or chr20")] = None,
-    start: Annotated[str | None, Query(
-        description="0-based start; two comma-separated values for a bracket query")] = None,
-    end: Annotated[str | None, Query(
-        description="0-based exclusive end; two values for a bracket query")] = None,
-    referenceBases: Annotated[str | None, Query()] = None,
-    alternateBases: Annotated[str | None, Query()] = None,
-    variantType: Annotated[str | None, Query(description="SNP, MNP, INDEL, DEL, INS, DUP, ...")
-                           ] = None,
-    assemblyId: Annotated[str | None, Query()] = None,
-    geneId: Annotated[str | None, Query(description="unsupported without a gene table")] = None,
-    variantMinLength: Annotated[str | None, Query()] = None,
-    variantMaxLength: Annotated[str | None, Query()] = None,
-    datasets: Annotated[str | None, Query(description="comma-separated dataset ids")] = None,
-) -> BeaconQuery:
+#: Query parameters of GET entry queries: documented in the OpenAPI document, parsed by
+#: :func:`from_query_params` (declaring them as FastAPI parameters would validate each twice and
+#: cost more than the query itself).
+_QUERY_PARAMETERS: list[tuple[str, str]] = [
+    ("requestedGranularity", "boolean | count | record (default boolean)"),
+    ("includeResultsetResponses", "ALL | HIT | MISS | NONE (default HIT)"),
+    ("skip", "pages to skip (offset = skip * limit)"),
+    ("limit", "records per page, at most 1000"),
+    ("filters", "comma-separated filtering terms: ontology ids (HP:0001250, NCIT:C16576) or "
+                "alphanumeric `id<op>value` (age>=P40Y)"),
+    ("includeDescendantTerms", "true | false (default true)"),
+    ("testMode", "true | false"),
+    ("referenceName", "e.g. 20 or chr20"),
+    ("start", "0-based start; two comma-separated values for a bracket query"),
+    ("end", "0-based exclusive end; two values for a bracket query"),
+    ("referenceBases", "reference bases (N matches any base)"),
+    ("alternateBases", "alternate bases (N matches any base)"),
+    ("variantType", "SNP, MNP, INDEL, DEL, INS, DUP, ..."),
+    ("assemblyId", "GRCh37 or GRCh38"),
+    ("geneId", "unsupported without a gene table"),
+    ("variantMinLength", "minimum variant length"),
+    ("variantMaxLength", "maximum variant length"),
+    ("datasets", "comma-separated dataset ids"),
+]
+_GET_OPENAPI: dict[str, Any] = {"parameters": [
+    {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+     "description": description} for name, description in _QUERY_PARAMETERS]}
+
+
+async def get_query(request: Request) -> BeaconQuery:
     return from_query_params(dict(request.query_params))
 
 
@@ -115,38 +118,47 @@ def filtering_terms(request: Request) -> dict[str, Any]:
 
 
 # -- entry types --------------------------------------------------------------------------------
-Handler = Callable[..., JSONResponse]
+Handler = Callable[..., Any]
 
 
 def _entry_handlers(entry: str, scope_of: Callable[[str | None], Scope], name: str,
                     with_id: bool) -> tuple[Handler, Handler]:
-    def answer(request: Request, query: BeaconQuery, caller: Caller,
-               item_id: str | None) -> JSONResponse:
+    async def answer(request: Request, query: BeaconQuery, caller: Caller,
+                     item_id: str | None) -> JSONResponse:
         service = _state(request).service
-        document = service.entry_query(entry, query, caller, scope_of(item_id),
-                                       _base_url(request))
+        scope, base_url = scope_of(item_id), _base_url(request)
+
+        def run() -> dict[str, Any]:
+            return service.entry_query(entry, query, caller, scope, base_url)
+
+        # Variant lookups without individual filters take well under a millisecond: answering
+        # them on the event loop saves a thread hop that would cost more than the query. Queries
+        # that may touch genotypes go to the thread pool so they never stall the loop.
+        quick = entry == "g_variants" and not query.filters and scope.individual_id is None
+        document = run() if quick else await run_in_threadpool(run)
         return JSONResponse(document)
 
     if with_id:
-        def get_by_id(request: Request, id: str,
-                      query: Annotated[BeaconQuery, Depends(get_query)],
-                      caller: Annotated[Caller, Depends(charged_caller)]) -> JSONResponse:
-            return answer(request, query, caller, id)
+        async def get_by_id(request: Request, id: str,
+                            query: Annotated[BeaconQuery, Depends(get_query)],
+                            caller: Annotated[Caller, Depends(charged_caller)]) -> JSONResponse:
+            return await answer(request, query, caller, id)
 
-        def post_by_id(request: Request, id: str,
-                       caller: Annotated[Caller, Depends(charged_caller)],
-                       body: Annotated[BeaconRequestBody | None, Body()] = None) -> JSONResponse:
-            return answer(request, from_body(body), caller, id)
+        async def post_by_id(request: Request, id: str,
+                             caller: Annotated[Caller, Depends(charged_caller)],
+                             body: Annotated[BeaconRequestBody | None, Body()] = None
+                             ) -> JSONResponse:
+            return await answer(request, from_body(body), caller, id)
 
         return get_by_id, post_by_id
 
-    def get_all(request: Request, query: Annotated[BeaconQuery, Depends(get_query)],
-                caller: Annotated[Caller, Depends(charged_caller)]) -> JSONResponse:
-        return answer(request, query, caller, None)
+    async def get_all(request: Request, query: Annotated[BeaconQuery, Depends(get_query)],
+                      caller: Annotated[Caller, Depends(charged_caller)]) -> JSONResponse:
+        return await answer(request, query, caller, None)
 
-    def post_all(request: Request, caller: Annotated[Caller, Depends(charged_caller)],
-                 body: Annotated[BeaconRequestBody | None, Body()] = None) -> JSONResponse:
-        return answer(request, from_body(body), caller, None)
+    async def post_all(request: Request, caller: Annotated[Caller, Depends(charged_caller)],
+                       body: Annotated[BeaconRequestBody | None, Body()] = None) -> JSONResponse:
+        return await answer(request, from_body(body), caller, None)
 
     return get_all, post_all
 
@@ -175,7 +187,8 @@ for _path, _entry, _scope in _ROUTES:
     _get, _post = _entry_handlers(_entry, _scope, _name, "{id}" in _path)
     _tag = _path.strip("/").split("/")[0]
     router.add_api_route(_path, _get, methods=["GET"], tags=[_tag], name=f"get_{_name}",
-                         operation_id=f"get_{_name}", response_class=JSONResponse)
+                         operation_id=f"get_{_name}", response_class=JSONResponse,
+                         openapi_extra=_GET_OPENAPI)
     router.add_api_route(_path, _post, methods=["POST"], tags=[_tag], name=f"post_{_name}",
                          operation_id=f"post_{_name}", response_class=JSONResponse)
 
@@ -215,6 +228,7 @@ for _entry in ("datasets", "cohorts"):
         _name = f"{_entry}_by_id" if _with_id else _entry
         _get, _post = _collection_handlers(_entry, _with_id)
         router.add_api_route(_path, _get, methods=["GET"], tags=[_entry], name=f"get_{_name}",
-                             operation_id=f"get_{_name}", response_class=JSONResponse)
+                             operation_id=f"get_{_name}", response_class=JSONResponse,
+                             openapi_extra=_GET_OPENAPI)
         router.add_api_route(_path, _post, methods=["POST"], tags=[_entry], name=f"post_{_name}",
                              operation_id=f"post_{_name}", response_class=JSONResponse)

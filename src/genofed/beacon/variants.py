@@ -228,6 +228,14 @@ def match_sites(dataset: Dataset, query: VariantQuery) -> pa.Table:
     if query.assembly_id and not same_assembly(query.assembly_id, dataset.metadata.assembly_id):
         return dataset.sites.slice(0, 0)
     kind = query.kind
+    if kind in ("sequence", "range"):
+        contig = query.reference_name or ""
+        if kind == "sequence":
+            lo, hi, mask = dataset.site_rows(contig, query.start[0] + 1)
+        else:
+            lo, hi, mask = dataset.site_rows(contig, query.start[0] + 1, query.end[0])
+        if hi - lo <= _FEW_ROWS:
+            return _few_rows(dataset, np.arange(lo, hi)[mask], query)
     if kind == "none":
         table = dataset.sites
     else:
@@ -255,22 +263,48 @@ def match_sites(dataset: Dataset, query: VariantQuery) -> pa.Table:
     if query.alternate_bases:
         table = table.filter(_bases_match(table.column("alt"), query.alternate_bases))
     if table.num_rows and (query.variant_type or query.min_length or query.max_length):
-        ref = np.asarray(table.column("ref").to_pylist(), dtype=object)
-        alt = np.asarray(table.column("alt").to_pylist(), dtype=object)
-        classes = variant_classes(ref, alt)
-        keep = np.ones(table.num_rows, dtype=bool)
-        if query.variant_type:
-            wanted = _TYPE_CLASSES[query.variant_type]
-            keep &= np.fromiter((c in wanted for c in classes), dtype=bool, count=len(classes))
-        if query.min_length or query.max_length:
-            span = (table.column("end").to_numpy() - table.column("pos").to_numpy() + 1)
-            lengths = np.where([c in {"SNP", "MNP", "DEL", "INS", "INDEL"} for c in classes],
-                               [max(len(r), len(a)) for r, a in zip(ref, alt, strict=True)], span)
-            if query.min_length:
-                keep &= lengths >= query.min_length
-            if query.max_length:
-                keep &= lengths <= query.max_length
-        table = table.filter(pa.array(keep))
+        table = _filter_by_type(table, query)
+    return table
+
+
+def _filter_by_type(table: pa.Table, query: VariantQuery) -> pa.Table:
+    ref = np.asarray(table.column("ref").to_pylist(), dtype=object)
+    alt = np.asarray(table.column("alt").to_pylist(), dtype=object)
+    classes = variant_classes(ref, alt)
+    keep = np.ones(table.num_rows, dtype=bool)
+    if query.variant_type:
+        wanted = _TYPE_CLASSES[query.variant_type]
+        keep &= np.fromiter((c in wanted for c in classes), dtype=bool, count=len(classes))
+    if query.min_length or query.max_length:
+        span = (table.column("end").to_numpy() - table.column("pos").to_numpy() + 1)
+        lengths = np.where([c in {"SNP", "MNP", "DEL", "INS", "INDEL"} for c in classes],
+                           [max(len(r), len(a)) for r, a in zip(ref, alt, strict=True)], span)
+        if query.min_length:
+            keep &= lengths >= query.min_length
+        if query.max_length:
+            keep &= lengths <= query.max_length
+    table = table.filter(pa.array(keep))
+    return table
+
+
+#: Up to this many candidate rows, filters run on cached NumPy columns (a point query costs
+#: microseconds); larger ranges use Arrow kernels.
+_FEW_ROWS = 256
+
+
+def _few_rows(dataset: Dataset, rows: np.ndarray, query: VariantQuery) -> pa.Table:
+    rows = rows[dataset.site_column("ac")[rows] > 0]
+    for column, bases in (("ref", query.reference_bases), ("alt", query.alternate_bases)):
+        if bases and len(rows):
+            values = dataset.site_column(column)[rows]
+            if "N" not in bases or bases.startswith("<"):
+                rows = rows[values == bases]
+            else:
+                pattern = re.compile(re.escape(bases).replace("N", "[ACGTN]"))
+                rows = rows[[pattern.fullmatch(v) is not None for v in values]]
+    table = dataset.sites.take(pa.array(rows, type=pa.int64()))
+    if table.num_rows and (query.variant_type or query.min_length or query.max_length):
+        return _filter_by_type(table, query)
     return table
 
 

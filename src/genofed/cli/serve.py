@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -12,18 +13,28 @@ def serve(
     host: str = typer.Option(None, "--host", help="Address to listen on (default: node config, "
                              "127.0.0.1)."),
     port: int = typer.Option(None, "--port", help="Port (default: node config, 8080)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes sharing the port "
+                                "(one per core serves the most queries per second)."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical, "
+                                  "error, warning, info, debug."),
 ) -> None:
-    """Serve the node's Beacon v2 API (and /openapi.json) over HTTP."""
+    """Serve the node's HTTP APIs (Beacon v2 under /beacon, /openapi.json) until Ctrl-C."""
     import uvicorn
 
     from genofed.config.node import NodeConfigError, load_config
-    from genofed.server.app import create_app
+    from genofed.server.app import NODE_DIR_VARIABLE, create_app
 
     try:
         config = load_config(node_dir)
+        app = create_app(node_dir)  # fail here, with a clear message, rather than in a worker
     except NodeConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    app = create_app(node_dir)
-    uvicorn.run(app, host=host or config.server.host, port=port or config.server.port,
-                log_level="info")
+    bind = {"host": host or config.server.host, "port": port or config.server.port,
+            "log_level": log_level}
+    if workers == 1:
+        uvicorn.run(app, **bind)  # type: ignore[arg-type]
+        return
+    os.environ[NODE_DIR_VARIABLE] = str(node_dir.resolve())
+    uvicorn.run("genofed.server.app:app_from_environment", factory=True, workers=workers,
+                **bind)  # type: ignore[arg-type]

@@ -82,6 +82,21 @@ class Dataset:
                                                         end[lo:hi], span)
         return index
 
+    def site_column(self, name: str) -> np.ndarray:
+        """A sites column as a NumPy array (object dtype for strings), decoded once and kept:
+        per-query work on a handful of rows is then plain indexing, not an Arrow kernel call."""
+        cached = self._site_columns.get(name)
+        if cached is None:
+            column = self.sites.column(name)
+            cached = (np.asarray(column.to_pylist(), dtype=object)
+                      if pa.types.is_string(column.type) else column.to_numpy())
+            self._site_columns[name] = cached
+        return cached
+
+    @functools.cached_property
+    def _site_columns(self) -> dict[str, np.ndarray]:
+        return {}
+
     @property
     def contigs(self) -> list[str]:
         return list(self.manifest.contigs)
