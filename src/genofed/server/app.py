@@ -13,11 +13,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genofed import __version__
+from genofed.access.governance import Governance
+from genofed.access.router import router as access_router
 from genofed.beacon.access import CallerResolver, QueryBudget, caller_from
 from genofed.beacon.errors import BeaconRequestError, BudgetExceededError
 from genofed.beacon.responses import error_response
 from genofed.beacon.router import BeaconState, router
 from genofed.beacon.service import BeaconService
+from genofed.catalogue.router import build_router as catalogue_router
+from genofed.federation.signatures import install_peer_verification
 from genofed.store.node import NodeStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,7 @@ def create_app(node_dir: Path, *, caller_resolver: CallerResolver | None = None,
         budget=budget or QueryBudget(disclosure.query_budget, disclosure.budget_window_seconds),
         resolve_caller=caller_resolver or caller_from,
     )
+    app.state.governance = Governance.open(node_dir, config=store.config)
     node_id = store.config.node_id
 
     @app.exception_handler(BeaconRequestError)
@@ -76,4 +81,18 @@ def create_app(node_dir: Path, *, caller_resolver: CallerResolver | None = None,
                                            "log has the details"), 500)
 
     app.include_router(router, prefix="/beacon")
+    app.include_router(access_router, prefix="/access")
+    app.include_router(catalogue_router(store))
+    install_peer_verification(app, node_dir, store.config)  # no-op outside a network
     return app
+
+
+NODE_DIR_VARIABLE = "GENOFED_NODE_DIR"
+
+
+def app_from_environment() -> FastAPI:
+    """App factory for multi-process serving (`uvicorn --factory`, one app per worker process):
+    the node directory comes from the environment."""
+    import os
+
+    return create_app(Path(os.environ[NODE_DIR_VARIABLE]))
