@@ -14,6 +14,7 @@ Everything is written to a staging directory and published by an atomic rename
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import itertools
 import json
@@ -21,8 +22,9 @@ import multiprocessing
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -226,40 +228,67 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
     context = multiprocessing.get_context("fork")
     estimated = sum(b.payload_size for b in source.blocks) or 1
     results: list[_PieceResult] = []
+    genotypes = staging / "genotypes.zarr"
+    for name in CALL_ARRAYS:  # chunks are written before the arrays' metadata
+        (genotypes / name).mkdir(parents=True)
+    n_samples = len(samples)
     try:
         with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
                                  initializer=_single_threaded_worker) as pool:
-            futures = [pool.submit(_parse_piece, piece) for piece in pieces[:]]
+            # Pieces are parsed a few at a time so that genotype chunks, queued as soon as the
+            # pieces covering them are parsed, are compressed while later pieces are parsed:
+            # both phases keep every core busy instead of running one after the other.
+            queue = iter(pieces)
+            parsing: deque[tuple[Piece, Future[_PieceResult]]] = deque()
+            writes: list[Future[None]] = []
+            offsets = [0]
+
+            def parse_next() -> None:
+                piece = next(queue, None)
+                if piece is not None:
+                    parsing.append((piece, pool.submit(_parse_piece, piece)))
+
+            def write_chunks(upto: int, n_records: int) -> None:
+                while len(writes) * VARIANT_CHUNK < upto:
+                    writes.append(pool.submit(_write_genotype_chunk, len(writes), list(offsets),
+                                              n_records, n_samples))
+
+            for _ in range(max(1, workers) + 1):
+                parse_next()
             done_bytes = 0
-            for piece, future in zip(pieces, futures, strict=True):
+            while parsing:
+                piece, future = parsing.popleft()
                 try:
-                    results.append(future.result())
+                    result = future.result()
                 except PieceLineError as err:
+                    pool.shutdown(cancel_futures=True)
                     line = source.lines_before(piece) + err.index + 1
                     raise InputError(source.name, err.problem, line=line, field=err.field) from None
+                results.append(result)
+                offsets.append(offsets[-1] + result.n_records)
+                parse_next()
+                complete = offsets[-1] // VARIANT_CHUNK * VARIANT_CHUNK
+                write_chunks(complete, offsets[-1])
                 if progress:
                     done_bytes += sum(b.payload_size for b in
                                       source.blocks[piece.first_block : piece.last_block])
                     progress("parse", done_bytes if source.blocks else len(results),
                              estimated if source.blocks else len(pieces))
-            offsets = np.cumsum([0] + [r.n_records for r in results])
-            n_records = int(offsets[-1])
-            genotypes = staging / "genotypes.zarr"
+            n_records = offsets[-1]
+            write_chunks(n_records, n_records)
+            # The per-variant arrays are written here while the workers compress chunks.
             _write_variant_arrays(genotypes, source, results, samples, meta)
-            chunk_tasks = [(c, offsets.tolist(), n_records, len(samples))
-                           for c in range(-(-n_records // VARIANT_CHUNK))]
-            writes = [pool.submit(_write_genotype_chunk, *t) for t in chunk_tasks]
             for i, write in enumerate(writes):
                 write.result()
                 if progress:
-                    progress("write", i + 1, len(chunk_tasks))
+                    progress("write", i + 1, len(writes))
     except BrokenProcessPool:
         raise IngestError("an ingest worker process died (out of memory?); try fewer "
                           "--workers") from None
     finally:
         _WORKER_STATE.clear()
     shutil.rmtree(spill)
-    contigs, n_sites = _write_sites(staging / "sites.parquet", source, results, offsets,
+    contigs, n_sites = _write_sites(staging / "sites.parquet", source, results, np.array(offsets),
                                     group_names)
     _write_individuals(staging / "individuals.parquet", samples, people, populations)
     (staging / "dataset.json").write_text(meta.to_json())
@@ -274,9 +303,23 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
 
 def _single_threaded_worker() -> None:
     """Each worker process has a core's share; codec threads on top would only contend."""
+    _keep_freed_memory()
     import numcodecs
 
     numcodecs.blosc.set_nthreads(1)
+
+
+def _keep_freed_memory() -> None:
+    """Workers allocate and free arrays of tens of MB per piece. glibc returns such blocks to the
+    kernel at once, and the next piece faults every page back in (seconds of system time per
+    ingest); raising the mmap and trim thresholds makes freed memory reusable instead."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_trim_threshold, 1 << 31)
 
 
 def _parse_piece(piece: Piece) -> _PieceResult:
@@ -471,6 +514,9 @@ def _write_variant_arrays(group: Path, source: VcfSource, results: list[_PieceRe
                          chunks=(VARIANT_CHUNK, SAMPLE_CHUNK), dtype=np.dtype(bool),
                          dimensions=["variants", "samples"], fill_value=False,
                          codec=zarr_v2.GENOTYPE_CODEC)
+
+
+CALL_ARRAYS = ("call_genotype", "call_genotype_mask", "call_genotype_phased")
 
 
 def _write_genotype_chunk(chunk: int, offsets: list[int], n_records: int, n_samples: int) -> None:
