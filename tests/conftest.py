@@ -29,7 +29,8 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, cohort: Cohort) -> Path:
     node = tmp_path_factory.mktemp("node") / "node"
     init_node(node, node_id="test-node", country="FI")
     ingest_dataset(node, cohort.dataset_id, cohort.vcf, phenopackets=cohort.phenopackets,
-                   metadata=cohort.metadata, populations=cohort.populations)
+                   metadata=cohort.metadata, populations=cohort.populations,
+                   genes=cohort.genes)
     return node
 
 

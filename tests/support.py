@@ -54,6 +54,10 @@ class Cohort:
     def populations(self) -> Path:
         return self.dir / "populations.tsv"
 
+    @property
+    def genes(self) -> Path:
+        return self.dir / "genes.bed"
+
 
 def require_tool(name: str) -> None:
     if shutil.which(name) is None:

@@ -151,8 +151,11 @@ def beacon_node(tmp_path_factory: pytest.TempPathFactory) -> BeaconNode:
     for dataset_id, (tier, samples, seed, length) in DATASETS.items():
         summary = simulate_cohort(root / dataset_id, samples=samples, seed=seed,
                                   length_mb=length, dataset_id=dataset_id, access_tier=tier)
+        # Only the registered dataset gets a gene table: geneId queries must cope with both.
+        genes = summary.out_dir / "genes.bed" if tier == "registered" else None
         ingest_dataset(node_dir, dataset_id, summary.vcf, phenopackets=summary.phenopackets_dir,
-                       metadata=summary.dataset_metadata, populations=summary.populations)
+                       metadata=summary.dataset_metadata, populations=summary.populations,
+                       genes=genes)
         cohorts[dataset_id] = summary
     return BeaconNode(node_dir, cohorts)
 

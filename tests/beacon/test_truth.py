@@ -167,3 +167,47 @@ def test_allele_frequencies_match_fill_tags(visa_client: TestClient,
         for group, value in want.items():
             assert got[group] == pytest.approx(value, rel=1e-5, abs=1e-6), (record, group)
         assert got["CEU"] == pytest.approx(want["all"], rel=1e-5, abs=1e-6)
+
+
+def test_gene_queries_match_bcftools_regions(client: TestClient, beacon_node: Any) -> None:
+    """geneId = the variants overlapping the gene's span in the gene table given at ingest;
+    checked against `bcftools view -r` on the gene's region (alleles seen >= FLOOR times)."""
+    summary = beacon_node.cohorts["ds-registered"]
+    genes = [line.split("\t") for line in (summary.out_dir / "genes.bed").read_text().splitlines()
+             if not line.startswith("#")]
+    assert len(genes) >= 3
+    seen = 0
+    for contig, start, end, names in genes[:3]:
+        # overlap: a record spans POS .. POS + len(REF) - 1 (1-based); the gene start + 1 .. end
+        expected = int(_run(
+            f"bcftools norm -m- -Ou {summary.vcf} | bcftools +fill-tags -Ou - -- -t AC | "
+            f"bcftools view -H -i 'INFO/AC>={FLOOR}' - | "
+            f"awk -v s={int(start)} -v e={end} '$1 == \"{contig}\" && "
+            f"$2 + length($4) - 1 > s && $2 <= e' | wc -l"))
+        for gene in names.strip().split("|"):
+            response = client.get("/beacon/g_variants", params={
+                "geneId": gene.lower(), "requestedGranularity": "count",
+                "datasets": "ds-registered"})
+            assert response.status_code == 200, response.text
+            (result,) = response.json()["response"]["resultSets"]
+            assert result["resultsCount"] == expected, (gene, expected)
+        # the same region as a range query gives the same answer
+        ranged = client.get("/beacon/g_variants", params={
+            "referenceName": contig, "start": start, "end": end,
+            "requestedGranularity": "count", "datasets": "ds-registered"}).json()
+        assert ranged["response"]["resultSets"][0]["resultsCount"] == expected
+        seen += expected
+    assert seen, "the genes checked hold no variants"
+
+
+def test_gene_queries_without_a_gene_table_are_unsupported(client: TestClient) -> None:
+    response = client.get("/beacon/g_variants", params={"geneId": "SIMG0001",
+                                                        "datasets": "ds-public"})
+    assert response.status_code == 400
+    assert "gene table" in response.json()["error"]["errorMessage"]
+    mixed = client.get("/beacon/g_variants", params={"geneId": "SIMG0001",
+                                                     "requestedGranularity": "count"}).json()
+    assert any("no gene table" in w for w in mixed["info"]["warnings"])
+    both = client.get("/beacon/g_variants", params={"geneId": "SIMG0001", "referenceName": "20",
+                                                    "start": 5})
+    assert both.status_code == 400 and "not both" in both.json()["error"]["errorMessage"]

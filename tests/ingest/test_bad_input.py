@@ -173,3 +173,11 @@ def test_metadata_for_another_dataset(populated: Path, cohort: Cohort) -> None:
 def test_not_a_node(tmp_path: Path, cohort: Cohort) -> None:
     result = genofed("ingest", tmp_path, "--dataset", "d", "--vcf", cohort.vcf)
     assert result.returncode != 0 and "genofed node init" in " ".join(result.stderr.split())
+
+
+def test_malformed_gene_table(populated: Path, cohort: Cohort, tmp_path: Path) -> None:
+    genes = tmp_path / "genes.bed"
+    genes.write_text("# genes\n20\t100\t900\tGENE1\n20\tstart\t2000\tGENE2\n")
+    message = ingest_fails(populated, "--dataset", cohort.dataset_id, "--vcf", cohort.vcf,
+                           "--genes", genes)
+    assert f"{genes}, line 3, field start/end" in message and "'start'" in message

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from genofed.beacon import entities
 from genofed.beacon.access import Caller, allowed_granularity, degradation_note
 from genofed.beacon.disclosure import DisclosedCount, disclose
-from genofed.beacon.errors import BeaconRequestError, NotFoundError
+from genofed.beacon.errors import BeaconRequestError, NotFoundError, UnsupportedQueryError
 from genofed.beacon.filters import FilterPlan, individuals_mask, plan_filters
 from genofed.beacon.request import BeaconQuery, Granularity
 from genofed.beacon.responses import collections_response, response_meta
@@ -116,6 +116,13 @@ class BeaconService:
         warnings.extend(plan.warnings)
         variants = self._variant_query(query, scope)
         datasets = self.datasets(scope.dataset_id, self._requested_datasets(query))
+        if variants.gene_id is not None:
+            without = [d.id for d in datasets if not d.has_gene_table]
+            if len(without) == len(datasets):
+                raise UnsupportedQueryError("geneId queries need a gene table given at ingest "
+                                            "(`genofed ingest --genes`); the datasets queried "
+                                            "have none")
+            warnings.extend(f"dataset {d}: no gene table, so no geneId matches" for d in without)
         answers = []
         for dataset in datasets:
             granted = allowed_granularity(dataset, query.granularity, caller)

@@ -8,8 +8,10 @@ VCF record at POS p with REF r spans start = p - 1, end = p - 1 + len(r). Query 
 * bracket:  referenceName + start [min, max] + end [min, max]; start and end within the brackets
 * contig:   referenceName alone (all variants on it)
 
-`alternateBases: "N"` matches any base at that position. `geneId` (and the other
-annotation-based parameters) need a gene table the node does not have: an "unsupported" error.
+* gene:     geneId (symbol or id from the gene table given at ingest): variants overlapping it
+
+`alternateBases: "N"` matches any base at that position. `geneId` on a node without a gene
+table, and the other annotation-based parameters, get an "unsupported" error.
 """
 
 from __future__ import annotations
@@ -38,8 +40,6 @@ KNOWN_PARAMETERS = {
     "variantMinLength", "variantMaxLength", "mateName", "datasets", "datasetIds",
 }
 _UNSUPPORTED = {
-    "geneId": "geneId queries need a gene table given at ingest; this node has none",
-    "geneid": "geneId queries need a gene table given at ingest; this node has none",
     "aminoacidChange": "aminoacidChange queries need variant annotation; this node has none",
     "genomicAlleleShortForm": "genomicAlleleShortForm (HGVS) queries are not supported; use "
                               "referenceName/start/referenceBases/alternateBases",
@@ -72,15 +72,18 @@ class VariantQuery:
     assembly_id: str | None = None
     min_length: int | None = None
     max_length: int | None = None
+    gene_id: str | None = None
 
     @property
     def active(self) -> bool:
         return any(v not in (None, ()) for v in (
             self.reference_name, self.start, self.reference_bases, self.alternate_bases,
-            self.variant_type, self.min_length, self.max_length))
+            self.variant_type, self.min_length, self.max_length, self.gene_id))
 
     @property
     def kind(self) -> str:
+        if self.gene_id is not None:
+            return "gene"
         if self.reference_name is None:
             return "none"
         if len(self.start) == 2:
@@ -180,7 +183,12 @@ def parse_variant_query(params: Mapping[str, Any], known_contigs: set[str]) -> V
                                  f"or their Sequence Ontology ids")
     min_length = _ints("variantMinLength", params.get("variantMinLength"))
     max_length = _ints("variantMaxLength", params.get("variantMaxLength"))
+    gene_id = _text("geneId", params.get("geneId", params.get("geneid")))
+    if gene_id is not None and (ref_name or start):
+        raise BeaconRequestError("geneId already names a region: give either geneId or "
+                                 "referenceName/start/end, not both")
     return VariantQuery(
+        gene_id=gene_id,
         reference_name=reference_name(ref_name, known_contigs) if ref_name else None,
         start=start, end=end,
         reference_bases=ref_bases.upper() if ref_bases and ref_bases != "." else None,
@@ -228,6 +236,11 @@ def match_sites(dataset: Dataset, query: VariantQuery) -> pa.Table:
     if query.assembly_id and not same_assembly(query.assembly_id, dataset.metadata.assembly_id):
         return dataset.sites.slice(0, 0)
     kind = query.kind
+    if kind == "gene":
+        spans = dataset.gene_spans(query.gene_id or "")
+        tables = [dataset.sites_in_range(contig, start + 1, end) for contig, start, end in spans]
+        table = pa.concat_tables(tables) if tables else dataset.sites.slice(0, 0)
+        return _refine(table, query)
     if kind in ("sequence", "range"):
         contig = query.reference_name or ""
         if kind == "sequence":
@@ -255,6 +268,11 @@ def match_sites(dataset: Dataset, query: VariantQuery) -> pa.Table:
             table = table.filter(keep)
         else:
             table = dataset.sites_in_range(contig, 1, MAX_POSITION)
+    return _refine(table, query)
+
+
+def _refine(table: pa.Table, query: VariantQuery) -> pa.Table:
+    """Drop absent alleles, then apply the allele and variant type/length parameters."""
     if table.num_rows == 0:
         return table
     table = table.filter(pc.greater(table.column("ac"), 0))

@@ -30,6 +30,8 @@ def ingest(
         None, "--populations", help="TSV 'sample<TAB>population' for allele counts by group."),
     assembly: str | None = typer.Option(None, "--assembly", help="GRCh37 or GRCh38 (overrides "
                                         "the metadata; default GRCh38)."),
+    genes: Path | None = typer.Option(None, "--genes", help="Gene table (BED: chrom, start, "
+                                      "end, name) so the Beacon answers geneId queries."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel worker "
                                        "processes (default: one per core)."),
 ) -> None:
@@ -45,7 +47,8 @@ def ingest(
                             ) as update:
             result = ingest_dataset(node_dir, dataset, vcf, phenopackets=phenopackets,
                                     metadata=metadata, populations=populations,
-                                    assembly=assembly, workers=workers, progress=update)
+                                    assembly=assembly, genes=genes, workers=workers,
+                                    progress=update)
     except (IngestError, NodeConfigError) as exc:
         fail(str(exc), "nothing was changed on the node; fix the input and run ingest again")
     m = result.manifest

@@ -54,7 +54,8 @@ def demo(
     console.rule("[bold]3. Ingest VCF + Phenopackets + metadata")
     data.ingest(node_dir, dataset_id, cohort_dir / "cohort.vcf.gz",
                 phenopackets=cohort_dir / "phenopackets", metadata=cohort_dir / "dataset.json",
-                populations=cohort_dir / "populations.tsv", assembly=None, workers=None)
+                populations=cohort_dir / "populations.tsv", assembly=None,
+                genes=cohort_dir / "genes.bed", workers=None)
 
     console.rule("[bold]4. What the node holds")
     node.info(node_dir)

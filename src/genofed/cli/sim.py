@@ -32,7 +32,8 @@ def cohort(
     """Simulate a cohort: genotypes (msprime/stdpopsim, human out-of-Africa model, no downloads)
     in OUT_DIR/cohort.vcf.gz (+ .tbi), one Phenopacket v2 per individual with planted
     quantitative and binary traits (truth in OUT_DIR/truth.json), OUT_DIR/dataset.json (DUO
-    codes, access tier) and OUT_DIR/populations.tsv."""
+    codes, access tier), OUT_DIR/populations.tsv and OUT_DIR/genes.bed (a synthetic gene
+    table)."""
     from genofed.sim import simulate_cohort
 
     try:
@@ -47,4 +48,5 @@ def cohort(
                   f"[bold]{summary.n_variants:,}[/] variants ({summary.population}) in {out_dir}")
     console.print(f"Next: genofed ingest NODE_DIR --dataset {summary.dataset_id} "
                   f"--vcf {summary.vcf} --phenopackets {summary.phenopackets_dir} "
-                  f"--metadata {summary.dataset_metadata} --populations {summary.populations}")
+                  f"--metadata {summary.dataset_metadata} --populations {summary.populations} "
+                  f"--genes {out_dir / 'genes.bed'}")

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from genofed import __version__
 from genofed.config.node import NodePaths, load_config
 from genofed.ingest.errors import IngestError, InputError
+from genofed.ingest.genes import load_gene_table
 from genofed.ingest.phenopackets import Individual, load_phenopackets
 from genofed.ingest.sources import Piece, VcfSource
 from genofed.ingest.vcf_records import PLOIDY, ParsedRecords, PieceLineError, parse_records
@@ -87,7 +88,7 @@ _WORKER_STATE: dict[str, object] = {}
 
 def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | None = None,
            metadata: Path | None = None, populations: Path | None = None,
-           assembly: str | None = None, workers: int | None = None,
+           assembly: str | None = None, genes: Path | None = None, workers: int | None = None,
            progress: ProgressCallback | None = None) -> IngestResult:
     """Ingest one dataset into a node; see the module docstring. Raises IngestError subclasses."""
     started = time.perf_counter()
@@ -97,7 +98,8 @@ def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | N
     samples = source.header.samples
     people = _load_individuals(phenopackets, samples, vcf)
     population_of = _load_populations(populations, samples, meta.population)
-    fingerprint = _fingerprint(vcf, phenopackets, meta, population_of)
+    gene_table = load_gene_table(genes) if genes is not None else None
+    fingerprint = _fingerprint(vcf, phenopackets, meta, population_of, genes)
 
     root = layout.dataset_root(paths.datasets, dataset_id)
     with layout.dataset_lock(root):
@@ -111,6 +113,8 @@ def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | N
         try:
             manifest = _build_version(staging, source, meta, people, population_of, fingerprint,
                                       workers or os.cpu_count() or 1, progress)
+            if gene_table is not None:
+                pq.write_table(gene_table, staging / "genes.parquet")
             manifest.version = layout.next_version_name(root)
             manifest.write(staging)
             final = layout.publish(root, staging, manifest.version)
@@ -185,7 +189,7 @@ def _load_populations(path: Path | None, samples: Sequence[str],
 
 
 def _fingerprint(vcf: Path, phenopackets: Path | None, meta: DatasetMetadata,
-                 populations: dict[str, str]) -> str:
+                 populations: dict[str, str], genes: Path | None) -> str:
     digest = hashlib.blake2b(digest_size=20)
     digest.update(f"store-format={layout.STORE_FORMAT}\n".encode())
     with open(vcf, "rb") as handle:
@@ -196,6 +200,8 @@ def _fingerprint(vcf: Path, phenopackets: Path | None, meta: DatasetMetadata,
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     digest.update(meta.to_json().encode())
     digest.update(json.dumps(populations, sort_keys=True).encode())
+    if genes is not None:
+        digest.update(b"genes\0" + genes.read_bytes())
     return digest.hexdigest()
 
 

@@ -6,7 +6,9 @@
 * `phenopackets/{sample}.json`: one GA4GH Phenopacket v2 per individual;
 * `truth.json`: the planted traits, their causal variants and every individual's trait values;
 * `dataset.json`: dataset metadata (genofed.store.metadata) with DUO data-use terms;
-* `populations.tsv`: each sample's population label.
+* `populations.tsv`: each sample's population label;
+* `genes.bed`: a synthetic gene table for the simulated region (for `ingest --genes`; the names
+  are made up, not a real annotation).
 
 Independent random streams (genotypes, traits, clinical details) are spawned from the seed, so a
 change to how one is drawn does not reshuffle the others.
@@ -43,6 +45,9 @@ PHENOPACKETS_DIR = "phenopackets"
 TRUTH_NAME = "truth.json"
 DATASET_NAME = "dataset.json"
 POPULATIONS_NAME = "populations.tsv"
+GENES_NAME = "genes.bed"
+#: Synthetic genes: one of GENE_LENGTH bp every GENE_SPACING bp of the simulated region.
+GENE_SPACING, GENE_LENGTH = 100_000, 30_000
 
 _SAMPLE_PREFIX = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$")
 #: Metadata dates are derived from the seed (never the clock) so reruns are byte-identical.
@@ -167,8 +172,18 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
                 _dataset_metadata(summary, tier, created).to_json() + "\n")
     _write_text(summary.populations, "sample\tpopulation\n" + "".join(
         f"{name}\t{population}\n" for name in sample_names))
+    _write_text(out_dir / GENES_NAME, synthetic_gene_table(genotypes.VCF_CHROM, length_bp))
     report("metadata", 1.0)
     return summary
+
+
+def synthetic_gene_table(contig: str, length_bp: int) -> str:
+    """BED lines `contig start end SIMG0001|SIMGENE:1` for genes laid out evenly."""
+    lines = ["# synthetic genes for a genofed simulated cohort (not a real annotation)\n"]
+    for number, start in enumerate(range(20_000, length_bp - GENE_LENGTH, GENE_SPACING), 1):
+        lines.append(f"{contig}\t{start}\t{start + GENE_LENGTH}\tSIMG{number:04d}|"
+                     f"SIMGENE:{number}\n")
+    return "".join(lines)
 
 
 def _access_tier(value: str) -> AccessTier:
@@ -181,7 +196,7 @@ def _access_tier(value: str) -> AccessTier:
 
 def _prepare_output(summary: CohortSummary, *, overwrite: bool) -> None:
     files = [summary.vcf, summary.vcf_index, summary.truth, summary.dataset_metadata,
-             summary.populations]
+             summary.populations, summary.out_dir / GENES_NAME]
     packets = (sorted(summary.phenopackets_dir.glob("*.json"))
                if summary.phenopackets_dir.is_dir() else [])
     existing = [path for path in files if path.exists()] + packets

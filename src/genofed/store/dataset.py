@@ -97,6 +97,28 @@ class Dataset:
     def _site_columns(self) -> dict[str, np.ndarray]:
         return {}
 
+    # -- genes -------------------------------------------------------------------------------
+    @functools.cached_property
+    def _genes(self) -> dict[str, list[tuple[str, int, int]]] | None:
+        path = self.path / "genes.parquet"
+        if not path.is_file():
+            return None
+        table = pq.read_table(path).to_pydict()
+        genes: dict[str, list[tuple[str, int, int]]] = {}
+        for contig, start, end, aliases in zip(table["contig"], table["start"], table["end"],
+                                               table["aliases"], strict=True):
+            for alias in aliases:
+                genes.setdefault(alias.upper(), []).append((contig, start, end))
+        return genes
+
+    @property
+    def has_gene_table(self) -> bool:
+        return self._genes is not None
+
+    def gene_spans(self, gene: str) -> list[tuple[str, int, int]]:
+        """(contig, 0-based start, end) of a gene by any of its names; [] if unknown."""
+        return (self._genes or {}).get(gene.strip().upper(), [])
+
     @property
     def contigs(self) -> list[str]:
         return list(self.manifest.contigs)
