@@ -8,10 +8,11 @@ read back with zarr-python, which the tests do.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,35 @@ def write_array(group: Path, name: str, data: np.ndarray, *, chunks: Sequence[in
             continue
         coords = [s // max(1, c) for s, c in zip(starts, chunks, strict=True)]
         write_chunk(path, coords, block, [max(1, c) for c in chunks], fill, codec)
+
+
+# -- reading a few rows of a chunk ------------------------------------------------------------
+def _blosc_getitem() -> Callable[[bytes, int, int, object], int] | None:
+    """c-blosc's `blosc_getitem`, which decompresses only the internal blocks (128 KiB) that hold
+    the items asked for. numcodecs links c-blosc into its extension and exports the symbol but
+    has no Python binding for it; without the symbol, callers fall back to whole chunks."""
+    try:
+        import numcodecs.blosc
+
+        library = ctypes.CDLL(numcodecs.blosc.__file__)
+        getitem = library.blosc_getitem
+    except (OSError, AttributeError):
+        return None
+    getitem.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    getitem.restype = ctypes.c_int
+    return getitem
+
+
+BLOSC_GETITEM = _blosc_getitem()
+
+
+def read_items(payload: bytes, start: int, count: int, dtype: np.dtype) -> np.ndarray:
+    """Items `start .. start + count` of a blosc-compressed chunk (C order, flattened)."""
+    out = np.empty(count, dtype=dtype)
+    if BLOSC_GETITEM is not None:
+        if BLOSC_GETITEM(payload, start, count, out.ctypes.data) < 0:
+            raise ValueError("corrupt genotype chunk (blosc_getitem failed)")
+        return out
+    whole = np.frombuffer(Blosc().decode(payload), dtype=dtype)
+    out[:] = whole[start:start + count]
+    return out
