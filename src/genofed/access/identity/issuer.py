@@ -1,0 +1,712 @@
+"""A local OIDC issuer that speaks real OIDC and GA4GH Passports: the embedded default for a
+laptop node and the login server of the tests and the demo. LS-AAI takes its place in production.
+
+An issuer lives in a directory (`genofed issuer init DIR --url http://127.0.0.1:PORT`)::
+
+    issuer.toml          url (the `iss`), token and visa lifetimes, visa_sources
+    users.toml           [[users]] id, sub, name, researcher_status, accepted_terms, password_hash
+    keys/                RS256 keys (0600, directory 0700); the newest signs, all are published
+    demo-passwords.toml  the generated passwords of the demo users (0600), if any
+
+and serves (`genofed issuer serve DIR`, or :meth:`LocalIssuer.serve` in a thread)::
+
+    GET  /.well-known/openid-configuration   discovery
+    GET  /jwks                               public keys (key rotation: `issuer rotate-key`)
+    POST /token      grant_type=password (username, password) -> access token (RS256 JWT);
+                     grant_type=urn:ietf:params:oauth:grant-type:token-exchange with the access
+                     token as subject_token -> a GA4GH Passport JWT (AAI 1.2)
+    GET  /userinfo   Bearer access token -> {sub, name, ga4gh_passport_v1: [visa JWTs]}
+
+The visas in userinfo are the issuer's own ResearcherStatus / AcceptedTermsAndPolicies visas for
+users that hold them (jku = `{url}/jwks`), plus whatever the **visa sources** return: at userinfo
+time the issuer calls `GET {source}` with an access token for the user as bearer and expects
+`{"ga4gh_passport_v1": [visa JWTs]}` (how LS-AAI pulls ControlledAccessGrants from REMS). That
+token lasts a minute and has scope `openid` only, so a source that authenticates it at this
+userinfo gets no visas and cannot make the issuer call it again. A source that fails is
+skipped, with a warning in the log. Sourced visas name the user by the same
+`sub` under another `iss` (the source's), so the issuer adds one LinkedIdentities visa tying
+those (sub, iss) pairs to the user's account here; without it a clearinghouse ignores them.
+
+There are no default passwords: `--demo-users` generates a password per demo user. Tests and
+demos rarely need them, since :class:`LocalIssuer` mints tokens straight from the key.
+
+Helper API for other tests and the demo::
+
+    from genofed.access.identity.issuer import LocalIssuer
+
+    with LocalIssuer.running(tmp_path / "issuer") as issuer:   # demo users, free loopback port
+        token = issuer.access_token("alice")                   # what /token would return
+        visa = issuer.visa("alice", "ControlledAccessGrants", "my-dataset", by="dac")
+        passport = issuer.passport("alice", extra_visas=[visa])
+        auth = PassportAuthenticator(oidc_issuers=[issuer.url],
+                                     trusted_visas=[issuer.visa_trust])
+
+`LocalIssuer.create(dir, url=...)` makes an issuer without serving it, `issuer.app()` is its ASGI
+app (for in-process clients) and :class:`LoopbackServer` serves any ASGI app on loopback in a
+background thread (e.g. a visa source). Demo users: alice (ResearcherStatus and
+AcceptedTermsAndPolicies), bob (AcceptedTermsAndPolicies only), dana (both; a DAC member).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jwt
+import tomli_w
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import ASGIApp
+
+from genofed.access.identity.oidc import (
+    TokenRejected,
+    inspect_jwt,
+    jwk_thumbprint,
+    public_jwk,
+    verify_jwt,
+)
+from genofed.access.identity.passport import (
+    PASSPORT_CLAIM,
+    PASSPORT_TYPE,
+    REGISTERED_ACCESS,
+    VISA_CLAIM,
+    Identity,
+    VisaType,
+    format_linked_identities,
+    sign_visa,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "issuer.toml"
+USERS_FILE = "users.toml"
+KEYS_DIR = "keys"
+DEMO_PASSWORDS_FILE = "demo-passwords.toml"
+DEFAULT_SCOPE = "openid profile ga4gh_passport_v1"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+PASSPORT_TOKEN_TYPE = "urn:ga4gh:params:oauth:token-type:passport"
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+#: Seconds a visa source may use the token it is called with.
+SOURCE_TOKEN_LIFETIME = 60
+
+#: (id, name, ResearcherStatus, AcceptedTermsAndPolicies) of the `--demo-users`.
+DEMO_USERS = (
+    ("alice", "Alice Researcher", True, True),
+    ("bob", "Bob Newcomer", False, True),
+    ("dana", "Dana DAC-member", True, True),
+)
+
+
+class IssuerConfigError(ValueError):
+    """The issuer directory is missing, not an issuer, or invalid."""
+
+
+class IssuerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: The issuer identifier (`iss`) and base URL of the endpoints.
+    url: str
+    created: str = ""
+    token_lifetime_seconds: int = Field(default=3600, ge=60)
+    visa_lifetime_seconds: int = Field(default=86_400, ge=60)
+    #: URLs called at userinfo time with the user's access token; they answer
+    #: {"ga4gh_passport_v1": [visa JWTs]}.
+    visa_sources: list[str] = Field(default_factory=list)
+    visa_source_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class IssuerUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=USER_ID_PATTERN)
+    #: Opaque and stable, like LS-AAI's: the `sub` of every token and visa.
+    sub: str
+    name: str
+    researcher_status: bool = False
+    accepted_terms: bool = False
+    #: When the statuses were asserted (visa `asserted`), epoch seconds.
+    registered: int = 0
+    #: "scrypt$salt$hash" (base64); empty = no password login, tokens only via the CLI/helper.
+    password_hash: str = ""
+
+
+def _normalise_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+            or parts.fragment:
+        raise IssuerConfigError(f"issuer URL {url!r} must be http(s)://host[:port][/path] "
+                                "without query or fragment")
+    return url.rstrip("/")
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return "scrypt$" + "$".join(base64.b64encode(x).decode() for x in (salt, digest))
+
+
+def check_password(password: str, stored: str) -> bool:
+    scheme, _, rest = stored.partition("$")
+    salt_b64, _, digest_b64 = rest.partition("$")
+    if scheme != "scrypt" or not digest_b64:
+        return False
+    digest = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt_b64), n=2**14, r=8,
+                            p=1)
+    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write atomically, readable by the owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+class _Keyring:
+    """The RS256 keys in `keys/`, reloaded when the directory changes (rotation while serving)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._listing: tuple[tuple[str, int], ...] = ()
+        self._keys: list[tuple[str, rsa.RSAPrivateKey]] = []
+        self._lock = threading.Lock()
+
+    def _current(self) -> list[tuple[str, rsa.RSAPrivateKey]]:
+        files = sorted(self._directory.glob("*.rs256.pem"))
+        listing = tuple((f.name, f.stat().st_mtime_ns) for f in files)
+        with self._lock:
+            if listing != self._listing:
+                keys = []
+                for file in files:
+                    key = serialization.load_pem_private_key(file.read_bytes(), password=None)
+                    if isinstance(key, rsa.RSAPrivateKey):
+                        keys.append((jwk_thumbprint(public_jwk(key.public_key())), key))
+                self._keys, self._listing = keys, listing
+            if not self._keys:
+                raise IssuerConfigError(f"{self._directory}: no RS256 signing key")
+            return self._keys
+
+    def signing(self) -> tuple[str, rsa.RSAPrivateKey]:
+        return self._current()[-1]  # file names sort by creation
+
+    def public_key(self, kid: str | None) -> rsa.RSAPublicKey | None:
+        return next((k.public_key() for i, k in self._current() if i == kid), None)
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [public_jwk(k.public_key(), kid=i) for i, k in self._current()]}
+
+    def generate(self) -> str:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        _write_private(self._directory / f"{time.time_ns():020d}.rs256.pem", pem)
+        return jwk_thumbprint(public_jwk(key.public_key()))
+
+
+class LocalIssuer:
+    """An issuer directory: its settings, users and keys, and the tokens it mints."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        config = directory / CONFIG_FILE
+        if not config.is_file():
+            raise IssuerConfigError(f"{directory}: not a genofed issuer (no {CONFIG_FILE}); "
+                                    f"create one with `genofed issuer init {directory} --url "
+                                    "http://127.0.0.1:PORT`")
+        try:
+            self.settings = IssuerSettings.model_validate(tomllib.loads(config.read_text()))
+        except (tomllib.TOMLDecodeError, ValidationError) as exc:
+            raise IssuerConfigError(f"{config}: {exc}") from None
+        self.url = _normalise_url(self.settings.url)
+        self._keys = _Keyring(directory / KEYS_DIR)
+        self._users: tuple[int, dict[str, IssuerUser]] = (-1, {})
+        self._users_lock = threading.Lock()
+
+    # --- creation ------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, *, url: str, demo_users: bool = False,
+               visa_sources: Sequence[str] = (), token_lifetime: int = 3600,
+               visa_lifetime: int = 86_400) -> LocalIssuer:
+        """A new issuer directory with a fresh RS256 key; refuses to touch an existing one."""
+        if (directory / CONFIG_FILE).exists():
+            raise IssuerConfigError(f"{directory}: already an issuer; refusing to overwrite it")
+        try:
+            settings = IssuerSettings(
+                url=_normalise_url(url), created=time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                               time.gmtime()),
+                token_lifetime_seconds=token_lifetime, visa_lifetime_seconds=visa_lifetime,
+                visa_sources=list(visa_sources))
+        except ValidationError as exc:
+            raise IssuerConfigError(str(exc)) from None
+        directory.mkdir(parents=True, exist_ok=True)
+        keys = directory / KEYS_DIR
+        keys.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(keys, 0o700)
+        _Keyring(keys).generate()
+        _write_private(directory / USERS_FILE, tomli_w.dumps({"users": []}).encode())
+        (directory / CONFIG_FILE).write_text(tomli_w.dumps(settings.model_dump()))
+        issuer = cls(directory)
+        if demo_users:
+            passwords = {}
+            for user_id, name, researcher, terms in DEMO_USERS:
+                passwords[user_id] = secrets.token_urlsafe(12)
+                issuer.add_user(user_id, name=name, researcher_status=researcher,
+                                accepted_terms=terms, password=passwords[user_id])
+            _write_private(directory / DEMO_PASSWORDS_FILE, tomli_w.dumps(passwords).encode())
+        return issuer
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, directory: Path, *, demo_users: bool = True, visa_sources: Sequence[str] = (),
+                visa_source_transport: httpx.AsyncBaseTransport | None = None,
+                **create_options: Any) -> Iterator[LocalIssuer]:
+        """Serve the issuer in `directory` on loopback in a background thread; a new directory is
+        created first, on a free port (with the demo users unless told otherwise)."""
+        existing = cls(directory) if (directory / CONFIG_FILE).exists() else None
+        port = _loopback_port(existing.url) if existing else 0
+        with LoopbackServer(port=port) as server:
+            issuer = existing or cls.create(directory, url=server.url, demo_users=demo_users,
+                                            visa_sources=visa_sources, **create_options)
+            server.start(issuer.app(visa_source_transport=visa_source_transport))
+            yield issuer
+
+    @contextlib.contextmanager
+    def serve(self, *, visa_source_transport: httpx.AsyncBaseTransport | None = None
+              ) -> Iterator[LocalIssuer]:
+        """Serve on the host and port of this issuer's URL (loopback only) in a thread."""
+        with LoopbackServer(port=_loopback_port(self.url)) as server:
+            server.start(self.app(visa_source_transport=visa_source_transport))
+            yield self
+
+    def app(self, *, visa_source_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+        return create_issuer_app(self.directory, visa_source_transport=visa_source_transport)
+
+    # --- users ---------------------------------------------------------------------------------
+
+    def _user_table(self) -> dict[str, IssuerUser]:
+        path = self.directory / USERS_FILE
+        with self._users_lock:
+            mtime = path.stat().st_mtime_ns
+            if mtime != self._users[0]:
+                try:
+                    rows = tomllib.loads(path.read_text()).get("users", [])
+                    users = [IssuerUser.model_validate(row) for row in rows]
+                except (tomllib.TOMLDecodeError, ValidationError) as exc:
+                    raise IssuerConfigError(f"{path}: {exc}") from None
+                self._users = (mtime, {u.id: u for u in users})
+            return self._users[1]
+
+    def users(self) -> list[IssuerUser]:
+        return list(self._user_table().values())
+
+    def user(self, user_id: str) -> IssuerUser:
+        try:
+            return self._user_table()[user_id]
+        except KeyError:
+            known = ", ".join(self._user_table()) or "none"
+            raise IssuerConfigError(f"no user {user_id!r} in {self.directory / USERS_FILE} "
+                                    f"(users: {known})") from None
+
+    def user_by_sub(self, sub: str) -> IssuerUser | None:
+        return next((u for u in self._user_table().values() if u.sub == sub), None)
+
+    def add_user(self, user_id: str, *, name: str | None = None, researcher_status: bool = False,
+                 accepted_terms: bool = False, password: str | None = None) -> IssuerUser:
+        """Add a user with a fresh opaque `sub`; `password` enables the password grant."""
+        table = dict(self._user_table())
+        if user_id in table:
+            raise IssuerConfigError(f"user {user_id!r} exists already")
+        try:
+            user = IssuerUser(id=user_id, sub=f"{uuid.uuid4().hex}@{urlsplit(self.url).netloc}",
+                              name=name or user_id, researcher_status=researcher_status,
+                              accepted_terms=accepted_terms, registered=int(time.time()),
+                              password_hash=hash_password(password) if password else "")
+        except ValidationError as exc:
+            raise IssuerConfigError(f"user {user_id!r}: {exc}") from None
+        table[user_id] = user
+        rows = [u.model_dump() for u in table.values()]
+        _write_private(self.directory / USERS_FILE, tomli_w.dumps({"users": rows}).encode())
+        return user
+
+    def demo_passwords(self) -> dict[str, str]:
+        path = self.directory / DEMO_PASSWORDS_FILE
+        return dict(tomllib.loads(path.read_text())) if path.is_file() else {}
+
+    def login(self, username: str, password: str) -> IssuerUser | None:
+        """The user whose id and password these are, else None."""
+        user = self._user_table().get(username)
+        if user is None or not user.password_hash:
+            return None
+        return user if check_password(password, user.password_hash) else None
+
+    # --- keys and documents --------------------------------------------------------------------
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.url}/jwks"
+
+    @property
+    def visa_trust(self) -> tuple[str, str]:
+        """The (iss, jku) pair to put on a visa trust list for this issuer's visas."""
+        return self.url, self.jwks_url
+
+    def jwks(self) -> dict[str, Any]:
+        return self._keys.jwks()
+
+    def rotate_key(self) -> str:
+        """Generate a new signing key (returned: its kid); old keys stay published so tokens
+        they signed remain verifiable until they expire. Delete old files in keys/ to retire."""
+        return self._keys.generate()
+
+    def discovery_document(self) -> dict[str, Any]:
+        return {
+            "issuer": self.url,
+            "jwks_uri": self.jwks_url,
+            "token_endpoint": f"{self.url}/token",
+            "userinfo_endpoint": f"{self.url}/userinfo",
+            "grant_types_supported": ["password", TOKEN_EXCHANGE_GRANT],
+            "response_types_supported": ["token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "scopes_supported": ["openid", "profile", PASSPORT_CLAIM],
+            "claims_supported": ["sub", "name", PASSPORT_CLAIM],
+        }
+
+    # --- tokens --------------------------------------------------------------------------------
+
+    def _sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
+        kid, key = self._keys.signing()
+        return jwt.encode(claims, key, algorithm="RS256", headers={"typ": typ, "kid": kid})
+
+    def access_token(self, user_id: str, *, lifetime: int | None = None,
+                     scope: str = DEFAULT_SCOPE, audience: str | None = None,
+                     issued: int | None = None) -> str:
+        """An RS256 JWT access token for `user_id`, as the token endpoint would issue it."""
+        user = self.user(user_id)
+        now = int(time.time()) if issued is None else issued
+        claims: dict[str, Any] = {
+            "iss": self.url, "sub": user.sub, "iat": now,
+            "exp": now + (lifetime or self.settings.token_lifetime_seconds),
+            "jti": str(uuid.uuid4()), "scope": scope}
+        if audience:
+            claims["aud"] = audience
+        return self._sign(claims)
+
+    def verify_access_token(self, token: str) -> dict[str, Any]:
+        """Claims of an access token this issuer signed (no HTTP); raises TokenRejected."""
+        parsed = inspect_jwt(token, "access token")
+        if parsed.issuer != self.url:
+            raise TokenRejected("access token is from another issuer")
+        if PASSPORT_CLAIM in parsed.claims or VISA_CLAIM in parsed.claims \
+                or "jku" in parsed.header:
+            raise TokenRejected("a passport or visa is not an access token")
+        key = self._keys.public_key(parsed.key_id)
+        if key is None:
+            raise TokenRejected("access token names an unknown key id")
+        return verify_jwt(parsed, key, now=time.time(), leeway=30, what="access token")
+
+    def visa(self, user_id: str, visa_type: str, value: str, *, sub: str | None = None,
+             source: str | None = None, by: str | None = None, lifetime: int | None = None,
+             conditions: Sequence[Sequence[dict[str, str]]] | None = None,
+             jku: str | None = None, issued: int | None = None, expires: int | None = None,
+             jti: str | None = None) -> str:
+        """A visa signed by this issuer for `user_id` (or any `sub`): jku = its /jwks unless
+        overridden, source = its URL unless given."""
+        kid, key = self._keys.signing()
+        subject = sub if sub is not None else self.user(user_id).sub
+        return sign_visa(key, kid=kid, iss=self.url, jku=jku or self.jwks_url, sub=subject,
+                         visa_type=visa_type, value=value, source=source or self.url, by=by,
+                         lifetime=lifetime or self.settings.visa_lifetime_seconds,
+                         issued=issued, expires=expires, jti=jti, conditions=conditions)
+
+    def own_visas(self, user: IssuerUser) -> list[str]:
+        """The visas this issuer asserts itself (Registered Access statuses)."""
+        visas = []
+        asserted = user.registered or None
+        if user.researcher_status:
+            kid, key = self._keys.signing()
+            visas.append(sign_visa(
+                key, kid=kid, iss=self.url, jku=self.jwks_url, sub=user.sub,
+                visa_type=VisaType.RESEARCHER_STATUS, value=REGISTERED_ACCESS, source=self.url,
+                by="so", asserted=asserted, lifetime=self.settings.visa_lifetime_seconds))
+        if user.accepted_terms:
+            kid, key = self._keys.signing()
+            visas.append(sign_visa(
+                key, kid=kid, iss=self.url, jku=self.jwks_url, sub=user.sub,
+                visa_type=VisaType.ACCEPTED_TERMS_AND_POLICIES, value=REGISTERED_ACCESS,
+                source=self.url, by="self", asserted=asserted,
+                lifetime=self.settings.visa_lifetime_seconds))
+        return visas
+
+    def link_visas(self, user: IssuerUser, sourced: Sequence[str]) -> list[str]:
+        """One LinkedIdentities visa tying the user's accounts at the visa sources' issuers
+        (same `sub`, another `iss`, e.g. a node's DAC) to their account here: the sources
+        answered for this user's token, so this issuer vouches that these are the same person.
+        Without it a clearinghouse must ignore those visas (Passport spec, LinkedIdentities)."""
+        others = set()
+        for token in sourced:
+            try:
+                claims = jwt.decode(token, options={"verify_signature": False})
+            except jwt.PyJWTError:
+                continue  # the clearinghouse will ignore it anyway
+            iss = claims.get("iss")
+            if claims.get("sub") == user.sub and isinstance(iss, str) and iss != self.url:
+                others.add(Identity(user.sub, iss))
+        if not others:
+            return []
+        return [self.visa(user.id, VisaType.LINKED_IDENTITIES,
+                          format_linked_identities(sorted(others)), by="system")]
+
+    def passport(self, user_id: str, *, visas: Sequence[str] | None = None,
+                 extra_visas: Sequence[str] = (), lifetime: int | None = None,
+                 audience: str | None = None, issued: int | None = None) -> str:
+        """A Passport JWT (typ vnd.ga4gh.passport+jwt) for `user_id` carrying `visas` (default:
+        the issuer's own visas for the user) plus `extra_visas`. Visa sources are not called
+        here; the token-exchange endpoint calls them."""
+        user = self.user(user_id)
+        carried = [*(self.own_visas(user) if visas is None else visas), *extra_visas]
+        return self.passport_for_user(user, carried, lifetime=lifetime, audience=audience,
+                                      issued=issued)
+
+    def passport_for_user(self, user: IssuerUser, visas: Sequence[str], *,
+                          lifetime: int | None = None, audience: str | None = None,
+                          issued: int | None = None, expires: int | None = None) -> str:
+        """A Passport JWT carrying exactly `visas`, ending at `expires` at the latest."""
+        now = int(time.time()) if issued is None else issued
+        exp = now + (lifetime or self.settings.token_lifetime_seconds)
+        claims: dict[str, Any] = {"iss": self.url, "sub": user.sub, "iat": now,
+                                  "exp": min(exp, expires) if expires else exp,
+                                  "jti": str(uuid.uuid4()), PASSPORT_CLAIM: list(visas)}
+        if audience:
+            claims["aud"] = audience
+        return self._sign(claims, typ=PASSPORT_TYPE)
+
+
+def _loopback_port(url: str) -> int:
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
+        raise IssuerConfigError(f"{url}: serving in-process needs a loopback URL with a port; "
+                                "use `genofed issuer serve` for anything else")
+    return parts.port
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+async def collect_source_visas(sources: Sequence[str], access_token: str, *, timeout: float,
+                               transport: httpx.AsyncBaseTransport | None = None) -> list[str]:
+    """Ask every visa source for the user's visas, concurrently; failing sources are skipped."""
+    if not sources:
+        return []
+    async with httpx.AsyncClient(timeout=timeout, transport=transport,
+                                 follow_redirects=False) as client:
+        answers = await asyncio.gather(*(_source_visas(client, url, access_token)
+                                         for url in sources))
+    return [visa for answer in answers for visa in answer]
+
+
+async def _source_visas(client: httpx.AsyncClient, url: str, access_token: str) -> list[str]:
+    try:
+        response = await client.get(url, headers={"authorization": f"Bearer {access_token}"})
+        response.raise_for_status()
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        log.warning("visa source %s skipped: %s", url, exc.__class__.__name__
+                    if not isinstance(exc, httpx.HTTPStatusError) else
+                    f"HTTP {exc.response.status_code}")
+        return []
+    visas = body.get(PASSPORT_CLAIM) if isinstance(body, dict) else None
+    if not isinstance(visas, list) or not all(isinstance(v, str) for v in visas):
+        log.warning("visa source %s skipped: answer has no '%s' list of strings", url,
+                    PASSPORT_CLAIM)
+        return []
+    return visas
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status,
+                        headers={"cache-control": "no-store"})
+
+
+def _bearer_error(description: str) -> JSONResponse:
+    return JSONResponse({"error": "invalid_token", "error_description": description}, 401,
+                        headers={"www-authenticate": f'Bearer error="invalid_token", '
+                                 f'error_description="{description}"'})
+
+
+def create_issuer_app(directory: Path, *,
+                      visa_source_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The issuer's ASGI app. `visa_source_transport` lets tests route visa-source calls to an
+    in-process app; by default they go over the network."""
+    issuer = LocalIssuer(directory)
+    issuer.jwks()  # fail now, not on the first request, if the keys are missing
+    app = FastAPI(title="genofed local OIDC issuer", version="1",
+                  description="OIDC discovery, JWKS, token and userinfo with GA4GH Passport "
+                  "visas (ga4gh_passport_v1), for a genofed node's embedded default and tests.")
+    app.state.issuer = issuer
+
+    async def visas_for(user: IssuerUser) -> list[str]:
+        # Sources get a short-lived token for the user *without* the passport scope: it proves
+        # who the user is, and a source that checks it at our userinfo gets no visas back and
+        # so cannot call the sources again (no loop), nor cache a partial passport under the
+        # user's real token.
+        sourced = await collect_source_visas(
+            issuer.settings.visa_sources,
+            issuer.access_token(user.id, lifetime=SOURCE_TOKEN_LIFETIME, scope="openid"),
+            timeout=issuer.settings.visa_source_timeout_seconds,
+            transport=visa_source_transport)
+        return issuer.own_visas(user) + sourced + issuer.link_visas(user, sourced)
+
+    def bearer(request: Request) -> str | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+    @app.get("/.well-known/openid-configuration")
+    def discovery() -> dict[str, Any]:
+        return issuer.discovery_document()
+
+    @app.get("/jwks")
+    def jwks() -> dict[str, Any]:
+        return issuer.jwks()
+
+    @app.post("/token")
+    async def token(request: Request) -> JSONResponse:
+        if not request.headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded"):
+            return _oauth_error("invalid_request", "send application/x-www-form-urlencoded")
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace"),
+                                             keep_blank_values=True).items()}
+        grant = form.get("grant_type", "")
+        if grant == "password":
+            user = issuer.login(form.get("username", ""), form.get("password", ""))
+            if user is None:
+                return _oauth_error("invalid_grant", "unknown user or wrong password")
+            scope = form.get("scope") or DEFAULT_SCOPE
+            access = issuer.access_token(user.id, scope=scope)
+            return JSONResponse({"access_token": access, "token_type": "Bearer",
+                                 "expires_in": issuer.settings.token_lifetime_seconds,
+                                 "scope": scope}, headers={"cache-control": "no-store"})
+        if grant == TOKEN_EXCHANGE_GRANT:
+            if form.get("subject_token_type") != ACCESS_TOKEN_TYPE:
+                return _oauth_error("invalid_request", f"subject_token_type must be "
+                                    f"{ACCESS_TOKEN_TYPE}")
+            if form.get("requested_token_type", JWT_TOKEN_TYPE) != JWT_TOKEN_TYPE:
+                return _oauth_error("invalid_request", f"requested_token_type must be "
+                                    f"{JWT_TOKEN_TYPE}")
+            subject_token = form.get("subject_token", "")
+            try:
+                claims = issuer.verify_access_token(subject_token)
+            except TokenRejected as exc:
+                return _oauth_error("invalid_grant", exc.reason)
+            exchanged = issuer.user_by_sub(claims["sub"])
+            if exchanged is None or PASSPORT_CLAIM not in str(claims.get("scope", "")).split():
+                return _oauth_error("invalid_grant", "token lacks the ga4gh_passport_v1 scope "
+                                    "or its user no longer exists")
+            visas = await visas_for(exchanged)
+            passport = issuer.passport_for_user(exchanged, visas,
+                                                audience=form.get("audience") or None,
+                                                expires=int(claims["exp"]))
+            return JSONResponse({"access_token": passport, "token_type": "Bearer",
+                                 "issued_token_type": PASSPORT_TOKEN_TYPE,
+                                 "expires_in": max(0, int(claims["exp"] - time.time()))},
+                                headers={"cache-control": "no-store"})
+        return _oauth_error("unsupported_grant_type",
+                            f"grant_type must be password or {TOKEN_EXCHANGE_GRANT}")
+
+    @app.api_route("/userinfo", methods=["GET", "POST"])
+    async def userinfo(request: Request) -> JSONResponse:
+        access = bearer(request)
+        if access is None:
+            return JSONResponse({"error": "invalid_request"}, 401,
+                                headers={"www-authenticate": "Bearer"})
+        try:
+            claims = issuer.verify_access_token(access)
+        except TokenRejected as exc:
+            return _bearer_error(exc.reason)
+        user = issuer.user_by_sub(claims["sub"])
+        if user is None:
+            return _bearer_error("the token's user no longer exists")
+        body: dict[str, Any] = {"sub": user.sub, "name": user.name}
+        if PASSPORT_CLAIM in str(claims.get("scope", "")).split():
+            body[PASSPORT_CLAIM] = await visas_for(user)
+        return JSONResponse(body, headers={"cache-control": "no-store"})
+
+    return app
+
+
+# --- serving on loopback in a thread ---------------------------------------------------------
+
+@dataclass
+class _Running:
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+class LoopbackServer:
+    """Serve an ASGI app with uvicorn in a background thread on a loopback port. The socket is
+    bound at construction (port 0 = a free one), so :attr:`url` is known before the app exists
+    and no other process can take the port meanwhile."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.port: int = self._socket.getsockname()[1]
+        self._running: _Running | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, app: ASGIApp, *, log_level: str = "warning", timeout: float = 10.0) -> None:
+        config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=1)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [self._socket]},
+                                  name=f"uvicorn-{self.port}", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                raise RuntimeError(f"server on {self.url} did not start")
+            time.sleep(0.01)
+        self._running = _Running(server, thread)
+
+    def stop(self) -> None:
+        if self._running is not None:
+            self._running.server.should_exit = True
+            self._running.thread.join(timeout=10)
+            self._running = None
+        self._socket.close()
+
+    def __enter__(self) -> LoopbackServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

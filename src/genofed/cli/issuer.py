@@ -1,0 +1,136 @@
+"""`genofed issuer ...`: a local OIDC issuer with GA4GH Passport visas, for a laptop node, the
+demo and tests (LS-AAI plays this part in production)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from genofed.cli.output import console, fail
+
+if TYPE_CHECKING:
+    from genofed.access.identity.issuer import LocalIssuer
+
+app = typer.Typer(
+    help="A local OIDC login server that issues GA4GH Passports: discovery, JWKS, token and "
+    "userinfo endpoints, demo users, and visa sources (e.g. a node's DAC) whose "
+    "ControlledAccessGrants it passes on. Stands in for LS-AAI on a laptop or in tests.",
+    no_args_is_help=True)
+
+
+def _open(issuer_dir: Path) -> LocalIssuer:
+    from genofed.access.identity.issuer import IssuerConfigError, LocalIssuer
+
+    try:
+        return LocalIssuer(issuer_dir)
+    except IssuerConfigError as exc:
+        fail(str(exc))
+
+
+@app.command("init")
+def init(
+    issuer_dir: Path = typer.Argument(..., help="Directory for the new issuer (created)."),
+    url: str = typer.Option(..., "--url", help="The issuer URL, which is also its `iss` and "
+                            "where `serve` listens, e.g. http://127.0.0.1:9000."),
+    demo_users: bool = typer.Option(False, "--demo-users", help="Add demo users alice "
+                                    "(registered researcher), bob (accepted terms only) and "
+                                    "dana (DAC member), each with a generated password."),
+    visa_source: list[str] = typer.Option([], "--visa-source", help="URL called at userinfo "
+                                          "time with the user's token, answering "
+                                          '{"ga4gh_passport_v1": [...]}; repeatable.'),
+    token_lifetime: int = typer.Option(3600, "--token-lifetime", min=60,
+                                       help="Access token lifetime in seconds."),
+) -> None:
+    """Create an issuer: settings, a fresh RS256 key and a users file.
+
+    Keys and users are owner-only. Nothing is defaulted: demo users get generated passwords,
+    written to ISSUER_DIR/demo-passwords.toml (owner-only)."""
+    from genofed.access.identity.issuer import DEMO_PASSWORDS_FILE, IssuerConfigError, LocalIssuer
+
+    try:
+        issuer = LocalIssuer.create(issuer_dir, url=url, demo_users=demo_users,
+                                    visa_sources=visa_source, token_lifetime=token_lifetime)
+    except IssuerConfigError as exc:
+        fail(str(exc))
+    console.print(f"Created issuer [bold]{issuer.url}[/] in {issuer_dir}")
+    console.print(f"  trust its visas with  iss={issuer.url}  jku={issuer.jwks_url}")
+    for user in issuer.users():
+        statuses = [name for name, held in (("ResearcherStatus", user.researcher_status),
+                                            ("AcceptedTermsAndPolicies", user.accepted_terms))
+                    if held]
+        console.print(f"  user {user.id:<6} sub={user.sub}  {', '.join(statuses) or '-'}")
+    if demo_users:
+        console.print(f"  passwords in {issuer_dir / DEMO_PASSWORDS_FILE}")
+    console.print(f"Next: genofed issuer serve {issuer_dir}")
+
+
+@app.command("serve")
+def serve(
+    issuer_dir: Path = typer.Argument(..., help="The issuer directory (`genofed issuer init`)."),
+    host: str | None = typer.Option(None, "--host", help="Address to listen on (default: the "
+                                    "host of the issuer URL)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default: the port of the "
+                                    "issuer URL)."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve the issuer over HTTP until Ctrl-C.
+
+    Endpoints: /.well-known/openid-configuration, /jwks, /token (password grant; token exchange
+    for a Passport JWT) and /userinfo (with ga4gh_passport_v1 visas)."""
+    from urllib.parse import urlsplit
+
+    import uvicorn
+
+    from genofed.access.identity.issuer import create_issuer_app
+
+    issuer = _open(issuer_dir)
+    parts = urlsplit(issuer.url)
+    default_port = parts.port or (443 if parts.scheme == "https" else 80)
+    uvicorn.run(create_issuer_app(issuer_dir), host=host or parts.hostname or "127.0.0.1",
+                port=port or default_port, log_level=log_level)
+
+
+@app.command("token")
+def token(
+    issuer_dir: Path = typer.Argument(..., help="The issuer directory."),
+    user: str = typer.Option(..., "--user", help="User id, e.g. alice."),
+    passport: bool = typer.Option(False, "--passport", help="Print a GA4GH Passport JWT "
+                                  "carrying the issuer's own visas instead of an access token "
+                                  "(visa sources are asked only by the running server)."),
+    lifetime: int | None = typer.Option(None, "--lifetime", min=60, help="Seconds (default: "
+                                        "the issuer's token lifetime)."),
+) -> None:
+    """Print an access token (or Passport) for a user.
+
+    Signed with the issuer's key: no server or password needed. For example
+    `curl -H "Authorization: Bearer $(genofed issuer token DIR --user alice)" ...`."""
+    from genofed.access.identity.issuer import IssuerConfigError
+
+    issuer = _open(issuer_dir)
+    try:
+        minted = (issuer.passport(user, lifetime=lifetime) if passport
+                  else issuer.access_token(user, lifetime=lifetime))
+    except IssuerConfigError as exc:
+        fail(str(exc))
+    typer.echo(minted)
+
+
+@app.command("users")
+def users(issuer_dir: Path = typer.Argument(..., help="The issuer directory.")) -> None:
+    """List the users: id, sub, and the Registered Access visas the issuer asserts."""
+    for user in _open(issuer_dir).users():
+        console.print(f"{user.id:<12} {user.sub}  researcher={user.researcher_status}  "
+                      f"accepted_terms={user.accepted_terms}  {user.name}")
+
+
+@app.command("rotate-key")
+def rotate_key(issuer_dir: Path = typer.Argument(..., help="The issuer directory.")) -> None:
+    """Generate a new signing key (key rotation).
+
+    New tokens use it at once, also in a running server; the old key stays in the JWKS so
+    tokens it signed verify until they expire."""
+    kid = _open(issuer_dir).rotate_key()
+    console.print(f"New signing key {kid}; retire old ones by deleting them from "
+                  f"{issuer_dir / 'keys'}")
