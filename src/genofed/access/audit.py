@@ -1,0 +1,361 @@
+"""The audit trail: every allow and deny, append-only and hash-chained, with no personal data.
+
+Record N stores `hash = sha256(prev_hash + canonical JSON of its fields)`, where the fields
+include its sequence number N, and `prev_hash` is record N-1's hash (64 zeros for record 1).
+`seal = HMAC-SHA256(key, hash)` with a key derived from the node's signing key, so someone who
+can write to the database but not read the node's keys cannot recompute a plausible chain. The
+`audit_head` row (the last seq, hash and seal) is updated in the same transaction as every
+append, which makes a truncated or extended tail visible too.
+
+Appends are group-committed: callers hand their record over and wait; one of them writes
+everything pending in one transaction under the chain lock (`BEGIN IMMEDIATE` on SQLite, a row
+lock on the head on PostgreSQL), so hundreds of decisions per second cost a few commits, and a
+decision is only acted on once its record is durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from genofed.access.db import GovernanceDB
+from genofed.access.models import AuditHead, AuditRecord
+
+GENESIS = "0" * 64
+_SEAL_INFO = b"genofed audit seal v1"
+_HASHED_FIELDS = ("seq", "at", "subject", "dataset_id", "action", "decision", "reason", "detail")
+
+
+class AuditWriteError(RuntimeError):
+    """The audit record could not be written; the decision it records must not take effect."""
+
+
+def seal_key_from_signing_key(path: Path) -> bytes:
+    """The audit seal key, derived from (never equal to) the node's ES256 signing key."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path}: not an EC private key")
+    secret = key.private_numbers().private_value.to_bytes(32, "big")
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(secret)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One record as stored (and exported)."""
+
+    seq: int
+    at: str
+    subject: str
+    dataset_id: str | None
+    action: str
+    decision: str
+    reason: str
+    detail: str
+    prev_hash: str
+    hash: str
+    seal: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+
+def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    canonical = json.dumps({k: fields[k] for k in _HASHED_FIELDS}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
+
+
+def _seal(key: bytes | None, message: str) -> str:
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest() if key else ""
+
+
+def _head_seal(key: bytes | None, seq: int, hash_: str) -> str:
+    return _seal(key, f"head:{seq}:{hash_}")
+
+
+@dataclass
+class _Pending:
+    ticket: int
+    fields: dict[str, Any]
+
+
+class AuditLog:
+    """Appends records to the chain; share one per process (it is thread-safe)."""
+
+    def __init__(self, db: GovernanceDB, seal_key: bytes | None = None, *,
+                 max_batch: int = 2000) -> None:
+        self.db = db
+        self.seal_key = seal_key
+        self.max_batch = max_batch
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[_Pending] = []
+        self._next_ticket = 1
+        self._resolved_through = 0  # every ticket up to this one is written or failed
+        self._failures: dict[int, BaseException] = {}
+        self._writing = False
+
+    def append(self, *, subject: str, dataset_id: str | None, action: str, decision: str,
+               reason: str, detail: str = "") -> None:
+        """Record one decision; returns once it is committed (raises AuditWriteError if not)."""
+        fields = {"at": _now(), "subject": subject, "dataset_id": dataset_id, "action": action,
+                  "decision": decision, "reason": reason, "detail": detail}
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._pending.append(_Pending(ticket, fields))
+            self._wait_for(ticket)
+            failure = self._failures.pop(ticket, None)
+        if failure is not None:
+            raise AuditWriteError(f"audit record not written: {failure}") from failure
+
+    def flush(self) -> None:
+        """Write anything still pending (appends already wait for their own records)."""
+        with self._cond:
+            self._wait_for(self._next_ticket - 1)
+
+    def _wait_for(self, ticket: int) -> None:
+        """With the lock held: until `ticket` is resolved, write batches or wait for the writer."""
+        while self._resolved_through < ticket:
+            if self._writing:
+                self._cond.wait()
+                continue
+            batch = self._pending[:self.max_batch]
+            if not batch:  # cannot happen: an unresolved ticket is pending or being written
+                raise AuditWriteError("audit queue out of step")
+            del self._pending[:len(batch)]
+            self._writing = True
+            self._cond.release()
+            failure: BaseException | None = None
+            try:
+                self._write(batch)
+            except Exception as exc:  # every waiter in the batch learns of it
+                failure = exc
+            finally:
+                self._cond.acquire()
+                self._writing = False
+            if failure is not None:
+                for item in batch:
+                    self._failures[item.ticket] = failure
+            self._resolved_through = batch[-1].ticket
+            self._cond.notify_all()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        with self.db.write_connection() as connection:
+            seq, prev = self._lock_head(connection)
+            rows = []
+            for item in batch:
+                seq += 1
+                fields = {**item.fields, "seq": seq}
+                digest = chain_hash(prev, fields)
+                rows.append({**fields, "prev_hash": prev, "hash": digest,
+                             "seal": _seal(self.seal_key, digest)})
+                prev = digest
+            connection.execute(insert(AuditRecord), rows)
+            connection.execute(update(AuditHead).where(AuditHead.id == 1).values(
+                seq=seq, hash=prev, seal=_head_seal(self.seal_key, seq, prev)))
+
+    def _lock_head(self, connection: Connection) -> tuple[int, str]:
+        query = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
+        if self.db.is_postgresql:
+            query = query.with_for_update()  # SQLite: BEGIN IMMEDIATE already serialises writers
+        row = connection.execute(query).one()
+        return int(row.seq), str(row.hash)
+
+
+# -- reading, exporting, verifying ---------------------------------------------------------------
+
+#: Plain rows, not ORM objects: verifying a long log is dominated by per-row overhead.
+_RECORDS = select(*AuditRecord.__table__.columns)
+
+
+def _entry(row: Row[Any]) -> AuditEntry:
+    return AuditEntry(**row._mapping)
+
+
+def entries(db: GovernanceDB) -> Iterator[AuditEntry]:
+    """All records in sequence order, streamed."""
+    with db.read() as session:
+        for row in session.execute(_RECORDS.order_by(AuditRecord.seq)
+                                   .execution_options(yield_per=2000)):
+            yield _entry(row)
+
+
+def export_jsonl(db: GovernanceDB, out: TextIO) -> int:
+    """Write every record as one JSON object per line; returns how many."""
+    count = 0
+    for entry in entries(db):
+        out.write(entry.to_json() + "\n")
+        count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    #: "edited", "deleted", "inserted", "reordered", or "forged" (consistent chain, bad seal).
+    kind: str
+    #: The record at fault, in the database's current numbering.
+    seq: int
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    records: int
+    head_hash: str
+    problem: AuditProblem | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def _fields(entry: AuditEntry, seq: int | None = None) -> dict[str, Any]:
+    fields = {name: getattr(entry, name) for name in _HASHED_FIELDS}
+    if seq is not None:
+        fields["seq"] = seq
+    return fields
+
+
+def _intact(entry: AuditEntry) -> bool:
+    return entry.hash == chain_hash(entry.prev_hash, _fields(entry))
+
+
+def verify(db: GovernanceDB, seal_key: bytes | None = None) -> VerifyReport:
+    """Check the whole chain (streamed); report the first record that is wrong and how.
+
+    Without `seal_key` only the hash chain is checked (anyone could have recomputed it)."""
+    prev, expected, count = GENESIS, 1, 0
+    with db.read() as session:
+        head = session.execute(select(AuditHead.seq, AuditHead.hash, AuditHead.seal)
+                               .where(AuditHead.id == 1)).first()
+        head_seq, head_sealed = _trusted_head(head, seal_key)
+        for row in session.execute(_RECORDS.order_by(AuditRecord.seq)
+                                   .execution_options(yield_per=2000)):
+            entry = _entry(row)
+            count += 1
+            sealed = seal_key is None or hmac.compare_digest(entry.seal,
+                                                             _seal(seal_key, entry.hash))
+            if entry.seq == expected and entry.prev_hash == prev and _intact(entry) and sealed:
+                prev, expected = entry.hash, expected + 1
+                continue
+            classifier = _Classifier(session, head_seq if head_sealed else None)
+            return VerifyReport(count, prev, classifier.classify(entry, expected, prev, sealed))
+    last = expected - 1
+    if head is None:
+        return VerifyReport(count, prev, AuditProblem(
+            "deleted", last, "the chain head record (table audit_head) is missing"))
+    problem = None
+    if head_seq > last:
+        problem = AuditProblem("deleted", last + 1, f"record(s) {last + 1}..{head_seq} were "
+                               f"deleted from the end of the log (the chain head says "
+                               f"{head_seq})")
+    elif head_seq < last:
+        problem = AuditProblem("inserted", head_seq + 1, f"record(s) {head_seq + 1}..{last} were "
+                               f"added after the last record the node wrote ({head_seq})")
+    elif head.hash != prev:
+        problem = AuditProblem("edited", last, f"record {last} differs from the chain head's "
+                               "hash")
+    elif not head_sealed:
+        problem = AuditProblem("forged", last, "the chain head is not sealed by this node's key")
+    return VerifyReport(count, prev, problem)
+
+
+def _trusted_head(head: Any, seal_key: bytes | None) -> tuple[int, bool]:
+    """The head's seq, and whether the node's key vouches for it (the genesis head needs none)."""
+    if head is None:
+        return 0, False
+    seq = int(head.seq)
+    if seal_key is None or (seq == 0 and head.hash == GENESIS):
+        return seq, True
+    return seq, hmac.compare_digest(head.seal, _head_seal(seal_key, seq, head.hash))
+
+
+class _Classifier:
+    """Why a record breaks a chain that is valid up to it; looks around it in the table.
+    `head_seq` is the last record the node itself wrote, when the head can be trusted."""
+
+    def __init__(self, session: Session, head_seq: int | None) -> None:
+        self.session = session
+        self.head_seq = head_seq
+        top = session.scalar(select(func.max(AuditRecord.seq))) or 0
+        total = session.scalar(select(func.count()).select_from(AuditRecord)) or 0
+        # Bound for the search of a moved record's original number.
+        self.limit = int(top) + int(total)
+
+    def _after(self, seq: int) -> AuditEntry | None:
+        row = self.session.execute(_RECORDS.where(AuditRecord.seq > seq)
+                                   .order_by(AuditRecord.seq).limit(1)).first()
+        return _entry(row) if row is not None else None
+
+    def _hash_later(self, digest: str, seq: int) -> bool:
+        return self.session.scalar(select(func.count()).select_from(AuditRecord).where(
+            AuditRecord.hash == digest, AuditRecord.seq > seq)) != 0
+
+    def _written_as(self, entry: AuditEntry) -> int | None:
+        """The sequence number the entry's hash was computed with, if its content is intact."""
+        if _intact(entry):
+            return entry.seq
+        return next((n for n in range(1, self.limit + 1)
+                     if entry.hash == chain_hash(entry.prev_hash, _fields(entry, n))), None)
+
+    def classify(self, entry: AuditEntry, expected: int, prev: str,
+                 sealed: bool) -> AuditProblem:
+        seq = entry.seq
+        following = self._after(seq)
+        # The next record links past this one: it was never part of the chain.
+        skipped = following is not None and following.prev_hash == prev
+        origin = self._written_as(entry)
+        if origin is None:
+            if skipped:
+                return AuditProblem("inserted", seq, f"record {seq} is not part of the chain: "
+                                    f"the record after it links to record {expected - 1}")
+            return AuditProblem("edited", seq, f"record {seq} was edited: its content no longer "
+                                "matches its hash")
+        if origin < seq:
+            return AuditProblem("inserted", origin, f"record(s) {origin}..{seq - 1} were "
+                                f"inserted: record {seq} was written as record {origin}")
+        if origin > seq:
+            if self._hash_later(entry.prev_hash, seq):
+                return AuditProblem("reordered", seq, f"record {seq} is out of order: it was "
+                                    f"written as record {origin}")
+            return AuditProblem("deleted", seq, f"record(s) {seq}..{origin - 1} (as first "
+                                "written) were deleted and later records renumbered")
+        # The record is intact at its own number.
+        if seq > expected:
+            return AuditProblem("deleted", expected, f"record(s) {expected}..{seq - 1} were "
+                                "deleted")
+        if entry.prev_hash != prev:
+            if sealed:  # a genuine record: the one before it was changed and re-hashed
+                return AuditProblem("edited", expected - 1, f"record {expected - 1} was edited "
+                                    f"and re-hashed: record {seq} no longer links to it")
+            return AuditProblem("forged", seq, f"record {seq} does not link to record "
+                                f"{expected - 1} and is not sealed by this node's key")
+        # A consistent chain that the node's key did not seal.
+        if self.head_seq is not None and seq > self.head_seq:
+            return AuditProblem("inserted", seq, f"record {seq} was added after the last record "
+                                f"the node wrote ({self.head_seq})")
+        if skipped:
+            return AuditProblem("inserted", seq, f"record {seq} was inserted: the record after "
+                                f"it links to record {expected - 1}")
+        if following is not None and following.prev_hash != entry.hash:
+            return AuditProblem("edited", seq, f"record {seq} was edited and re-hashed: record "
+                                f"{following.seq} no longer links to it")
+        return AuditProblem("forged", seq, f"record {seq} is not sealed by this node's key: the "
+                            "chain was recomputed from here on (records edited or inserted)")

@@ -1,0 +1,421 @@
+"""The data access committee (DAC) workflow: researchers apply, members decide, visas are issued
+and revoked.
+
+An application names datasets of this node, a purpose in DUO terms plus free text, and a
+duration. The DUO matcher pre-assesses each dataset at submission; a DAC member then approves,
+rejects or returns it. Approval signs one ControlledAccessGrants visa per dataset, valid for the
+requested duration. Every step appends an event; an application's `state` only changes through a
+compare-and-set (`UPDATE ... WHERE state = 'submitted'`), so two members deciding at the same
+moment yield exactly one decision, and a unique (application, dataset) key on visas makes a
+second visa impossible even so.
+
+Identities are "ISSUER|SUBJECT" strings, the form of `access.dac_members`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Result, func, select, update
+from sqlalchemy.orm import Session
+
+from genofed.access.db import GovernanceDB
+from genofed.access.duo import DuoMatcher, Outcome, Purpose
+from genofed.access.models import (
+    Application,
+    ApplicationDataset,
+    ApplicationEvent,
+    ApplicationState,
+    Visa,
+)
+from genofed.access.visas import VisaClaims, VisaSigner
+from genofed.store.metadata import AccessTier, DatasetMetadata
+
+MAX_DURATION_DAYS = 3650
+MAX_TEXT = 20_000
+
+
+class GovernanceError(Exception):
+    """A request the committee workflow refuses; `status` is the HTTP status it maps to."""
+
+    status = 400
+
+
+class NotFoundError(GovernanceError):
+    status = 404
+
+
+class ForbiddenError(GovernanceError):
+    status = 403
+
+
+class ConflictError(GovernanceError):
+    status = 409
+
+
+class Verdict(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    RETURN = "return"
+
+
+_STATE_AFTER = {Verdict.APPROVE: ApplicationState.APPROVED,
+                Verdict.REJECT: ApplicationState.REJECTED,
+                Verdict.RETURN: ApplicationState.RETURNED}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A researcher or DAC member: the token issuer and subject."""
+
+    issuer: str
+    subject: str
+
+    @classmethod
+    def parse(cls, value: str) -> Identity:
+        """'ISSUER|SUBJECT' (split at the first '|': subjects may contain one, URLs do not)."""
+        issuer, sep, subject = value.partition("|")
+        if not sep or not issuer.strip() or not subject.strip():
+            raise GovernanceError(f"{value!r} is not an identity of the form ISSUER|SUBJECT, "
+                                  "e.g. 'https://login.example.org|researcher-42'")
+        return cls(issuer.strip(), subject.strip())
+
+    def __str__(self) -> str:
+        return f"{self.issuer}|{self.subject}"
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    dataset_id: str
+    assessment: Outcome
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EventView:
+    seq: int
+    kind: str
+    actor: str
+    note: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class VisaView:
+    jti: str
+    application_id: str
+    dataset_id: str
+    subject: Identity
+    issued_at: int
+    expires_at: int
+    revoked_at: datetime | None
+    token: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"jti": self.jti, "applicationId": self.application_id,
+                "datasetId": self.dataset_id, "issuedAt": self.issued_at,
+                "expiresAt": self.expires_at,
+                "revokedAt": self.revoked_at.isoformat() if self.revoked_at else None,
+                "visa": self.token}
+
+
+@dataclass(frozen=True)
+class ApplicationView:
+    id: str
+    applicant: Identity
+    purpose: Purpose
+    text: str
+    duration_days: int
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    datasets: tuple[DatasetRequest, ...]
+    events: tuple[EventView, ...]
+    visas: tuple[VisaView, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "applicant": str(self.applicant),
+            "state": self.state,
+            "purpose": {"terms": list(self.purpose.terms), "diseases": list(self.purpose.diseases),
+                        "commercial": self.purpose.commercial, "text": self.text},
+            "durationDays": self.duration_days,
+            "createdAt": self.created_at.isoformat(),
+            "updatedAt": self.updated_at.isoformat(),
+            "datasets": [{"datasetId": d.dataset_id, "assessment": d.assessment.value,
+                          "reasons": list(d.reasons)} for d in self.datasets],
+            "events": [{"seq": e.seq, "kind": e.kind, "actor": e.actor, "note": e.note,
+                        "at": e.at.isoformat()} for e in self.events],
+            "visas": [v.to_dict() for v in self.visas],
+        }
+
+
+DatasetLookup = Callable[[str], DatasetMetadata]
+MemberList = Callable[[], Collection[str]]
+
+
+class Committee:
+    """The DAC of one node. `datasets` looks metadata up by id (KeyError if unknown); `members`
+    returns the configured "ISSUER|SUBJECT" identities (called on each check, so a changed
+    configuration counts)."""
+
+    def __init__(self, db: GovernanceDB, signer: VisaSigner, *, members: MemberList,
+                 datasets: DatasetLookup, matcher: DuoMatcher | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.signer = signer
+        self.members = members
+        self.datasets = datasets
+        self.matcher = matcher or DuoMatcher()
+        self.clock = clock
+
+    def is_member(self, identity: Identity | str) -> bool:
+        return str(identity) in {m.strip() for m in self.members()}
+
+    # -- researchers ---------------------------------------------------------------------------
+    def apply(self, applicant: Identity, dataset_ids: Sequence[str], purpose: Purpose, text: str,
+              duration_days: int) -> ApplicationView:
+        """Submit an application; each dataset is pre-assessed against its DUO conditions."""
+        requests = self._assess(dataset_ids, purpose)
+        if not 1 <= duration_days <= MAX_DURATION_DAYS:
+            raise GovernanceError(f"duration of {duration_days} days: ask for 1 to "
+                                  f"{MAX_DURATION_DAYS} days")
+        text = text.strip()
+        if not text or len(text) > MAX_TEXT:
+            raise GovernanceError("describe the research in the purpose text (1 to "
+                                  f"{MAX_TEXT} characters)")
+        now = self._now()
+        application_id = uuid.uuid4().hex
+        with self.db.write() as session:
+            session.add(Application(
+                id=application_id, applicant_issuer=applicant.issuer,
+                applicant_subject=applicant.subject, purpose_terms=list(purpose.terms),
+                purpose_diseases=list(purpose.diseases), commercial=purpose.commercial,
+                purpose_text=text, duration_days=duration_days, state=ApplicationState.SUBMITTED,
+                created_at=now, updated_at=now))
+            session.flush()  # the parent row first: PostgreSQL checks foreign keys per statement
+            session.add_all(ApplicationDataset(application_id=application_id,
+                                               dataset_id=r.dataset_id,
+                                               assessment=r.assessment.value,
+                                               reasons=list(r.reasons)) for r in requests)
+            self._append_event(session, application_id, "submitted", str(applicant), "", now)
+        return self.application(application_id)
+
+    def _assess(self, dataset_ids: Sequence[str], purpose: Purpose) -> list[DatasetRequest]:
+        unique = list(dict.fromkeys(d.strip() for d in dataset_ids if d.strip()))
+        if not unique:
+            raise GovernanceError("name at least one dataset to apply for")
+        requests = []
+        for dataset_id in unique:
+            try:
+                metadata = self.datasets(dataset_id)
+            except KeyError:
+                raise NotFoundError(f"no dataset {dataset_id!r} on this node") from None
+            if metadata.access_tier is not AccessTier.CONTROLLED:
+                raise GovernanceError(
+                    f"dataset {dataset_id!r} is {metadata.access_tier.value}-tier: it needs no "
+                    "application (registered-tier counts need only a ResearcherStatus visa)")
+            assessment = self.matcher.assess(purpose, metadata.data_use_conditions)
+            requests.append(DatasetRequest(dataset_id, assessment.outcome, assessment.reasons))
+        return requests
+
+    def resubmit(self, application_id: str, applicant: Identity, note: str = "") -> ApplicationView:
+        """Put a returned application back in front of the committee (the applicant's answer
+        goes in `note`)."""
+        now = self._now()
+        with self.db.write() as session:
+            application = self._load(session, application_id)
+            if (application.applicant_issuer, application.applicant_subject) != (
+                    applicant.issuer, applicant.subject):
+                raise NotFoundError(f"no application {application_id!r} of yours")
+            self._transition(session, application_id, ApplicationState.RETURNED,
+                             ApplicationState.SUBMITTED, now)
+            self._append_event(session, application_id, "resubmitted", str(applicant), note, now)
+        return self.application(application_id)
+
+    def passport_visas(self, researcher: Identity) -> list[str]:
+        """The researcher's visas from this node that are neither revoked nor expired (JWTs)."""
+        now = int(self.clock())
+        with self.db.read() as session:
+            return list(session.scalars(select(Visa.token).where(
+                Visa.subject_issuer == researcher.issuer, Visa.subject == researcher.subject,
+                Visa.revoked_at.is_(None), Visa.expires_at > now).order_by(Visa.issued_at)))
+
+    # -- the committee -------------------------------------------------------------------------
+    def decide(self, application_id: str, member: Identity | str, verdict: Verdict,
+               note: str = "") -> ApplicationView:
+        """Approve, reject or return a submitted application. Approval issues the visas.
+        ConflictError if it was already decided (by anyone, at any moment before)."""
+        member = self._require_member(member)
+        now = self._now()
+        with self.db.write() as session:
+            application = self._load(session, application_id)
+            if (application.applicant_issuer, application.applicant_subject) == (
+                    member.issuer, member.subject):
+                raise ForbiddenError("a committee member cannot decide their own application")
+            requests = session.scalars(select(ApplicationDataset).where(
+                ApplicationDataset.application_id == application_id)).all()
+            denied = [r.dataset_id for r in requests if r.assessment == Outcome.DENY.value]
+            if verdict is Verdict.APPROVE and denied and not note.strip():
+                raise GovernanceError(
+                    f"the DUO pre-assessment denies {', '.join(denied)}: approving overrides it; "
+                    "say why in the note")
+            self._transition(session, application_id, ApplicationState.SUBMITTED,
+                             _STATE_AFTER[verdict], now)
+            kind = {Verdict.APPROVE: "approved", Verdict.REJECT: "rejected",
+                    Verdict.RETURN: "returned"}[verdict]
+            self._append_event(session, application_id, kind, str(member), note, now)
+            if verdict is Verdict.APPROVE:
+                self._issue_visas(session, application, [r.dataset_id for r in requests], now)
+        return self.application(application_id)
+
+    def _issue_visas(self, session: Session, application: Application, dataset_ids: list[str],
+                     now: datetime) -> None:
+        issued = int(now.timestamp())
+        expires = issued + application.duration_days * 86_400
+        for dataset_id in dataset_ids:
+            jti = str(uuid.uuid4())
+            token = self.signer.sign(VisaClaims(
+                subject=application.applicant_subject, dataset_id=dataset_id, asserted=issued,
+                issued_at=issued, expires=expires, jti=jti))
+            session.add(Visa(jti=jti, application_id=application.id, dataset_id=dataset_id,
+                             subject_issuer=application.applicant_issuer,
+                             subject=application.applicant_subject, issued_at=issued,
+                             expires_at=expires, token=token))
+
+    def revoke(self, jti: str, member: Identity | str, note: str = "") -> VisaView:
+        """Revoke a visa; the policy refuses it from the next request on."""
+        member = self._require_member(member)
+        now = self._now()
+        with self.db.write() as session:
+            visa = session.get(Visa, jti)
+            if visa is None:
+                raise NotFoundError(f"no visa {jti!r} issued by this node")
+            # Lock the application (PostgreSQL; SQLite's write lock is already held): two
+            # revocations of its visas at once must not both append event N.
+            session.execute(select(Application.id).where(Application.id == visa.application_id)
+                            .with_for_update())
+            changed = _rowcount(session.execute(update(Visa).where(
+                Visa.jti == jti, Visa.revoked_at.is_(None)).values(
+                revoked_at=now, revoked_by=str(member))))
+            if changed != 1:
+                raise ConflictError(f"visa {jti!r} is already revoked")
+            self._append_event(session, visa.application_id, "visa-revoked", str(member),
+                               f"visa {jti} for {visa.dataset_id}" + (f": {note}" if note else ""),
+                               now)
+        return self.visa(jti)
+
+    def is_revoked(self, jti: str) -> bool:
+        with self.db.read() as session:
+            revoked = session.scalar(select(Visa.revoked_at).where(Visa.jti == jti))
+        return revoked is not None
+
+    # -- reading -------------------------------------------------------------------------------
+    def application(self, application_id: str) -> ApplicationView:
+        with self.db.read() as session:
+            return self._view(session, self._load(session, application_id))
+
+    def applications(self, applicant: Identity | None = None,
+                     state: str | None = None) -> list[ApplicationView]:
+        """All applications (or one applicant's), newest first."""
+        query = select(Application).order_by(Application.created_at.desc(), Application.id)
+        if applicant is not None:
+            query = query.where(Application.applicant_issuer == applicant.issuer,
+                                Application.applicant_subject == applicant.subject)
+        if state is not None:
+            query = query.where(Application.state == state)
+        with self.db.read() as session:
+            return [self._view(session, a) for a in session.scalars(query)]
+
+    def visible_to(self, viewer: Identity) -> list[ApplicationView]:
+        """What a caller may list: everything for a committee member, else their own."""
+        return self.applications(None if self.is_member(viewer) else viewer)
+
+    def may_view(self, viewer: Identity, application: ApplicationView) -> bool:
+        return application.applicant == viewer or self.is_member(viewer)
+
+    def visa(self, jti: str) -> VisaView:
+        with self.db.read() as session:
+            visa = session.get(Visa, jti)
+            if visa is None:
+                raise NotFoundError(f"no visa {jti!r} issued by this node")
+            return _visa_view(visa)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def _require_member(self, member: Identity | str) -> Identity:
+        identity = member if isinstance(member, Identity) else Identity.parse(member)
+        if not self.is_member(identity):
+            raise ForbiddenError(f"{identity} is not a member of this node's data access "
+                                 "committee (access.dac_members)")
+        return identity
+
+    @staticmethod
+    def _load(session: Session, application_id: str) -> Application:
+        application = session.get(Application, application_id)
+        if application is None:
+            raise NotFoundError(f"no application {application_id!r}")
+        return application
+
+    @staticmethod
+    def _transition(session: Session, application_id: str, expected: str, new: str,
+                    now: datetime) -> None:
+        """Compare-and-set of the state: exactly one concurrent caller gets through."""
+        changed = _rowcount(session.execute(update(Application).where(
+            Application.id == application_id, Application.state == expected).values(
+            state=new, updated_at=now)))
+        if changed != 1:
+            current = session.scalar(select(Application.state).where(
+                Application.id == application_id).execution_options(populate_existing=True))
+            raise ConflictError(f"application {application_id} is {current}, not {expected}")
+
+    @staticmethod
+    def _append_event(session: Session, application_id: str, kind: str, actor: str, note: str,
+                      now: datetime) -> None:
+        seq = session.scalar(select(func.coalesce(func.max(ApplicationEvent.seq), 0)).where(
+            ApplicationEvent.application_id == application_id)) or 0
+        session.add(ApplicationEvent(application_id=application_id, seq=int(seq) + 1, kind=kind,
+                                     actor=actor, note=note, at=now))
+
+    @staticmethod
+    def _view(session: Session, application: Application) -> ApplicationView:
+        datasets = session.scalars(select(ApplicationDataset).where(
+            ApplicationDataset.application_id == application.id)
+            .order_by(ApplicationDataset.dataset_id)).all()
+        events = session.scalars(select(ApplicationEvent).where(
+            ApplicationEvent.application_id == application.id)
+            .order_by(ApplicationEvent.seq)).all()
+        visas = session.scalars(select(Visa).where(Visa.application_id == application.id)
+                                .order_by(Visa.dataset_id)).all()
+        return ApplicationView(
+            id=application.id,
+            applicant=Identity(application.applicant_issuer, application.applicant_subject),
+            purpose=Purpose(tuple(application.purpose_terms),
+                            tuple(application.purpose_diseases), application.commercial),
+            text=application.purpose_text, duration_days=application.duration_days,
+            state=application.state, created_at=application.created_at,
+            updated_at=application.updated_at,
+            datasets=tuple(DatasetRequest(d.dataset_id, Outcome(d.assessment), tuple(d.reasons))
+                           for d in datasets),
+            events=tuple(EventView(e.seq, e.kind, e.actor, e.note, e.at) for e in events),
+            visas=tuple(_visa_view(v) for v in visas))
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE changed (its result is a CursorResult on every backend)."""
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def _visa_view(visa: Visa) -> VisaView:
+    return VisaView(jti=visa.jti, application_id=visa.application_id, dataset_id=visa.dataset_id,
+                    subject=Identity(visa.subject_issuer, visa.subject), issued_at=visa.issued_at,
+                    expires_at=visa.expires_at, revoked_at=visa.revoked_at, token=visa.token)

@@ -1,0 +1,86 @@
+"""A node's governance, assembled: database, audit log, committee, visa signer and policy.
+
+`Governance.open(node_dir)` is what `create_app` and the `genofed access` / `genofed audit`
+commands use; the parts can also be built one by one (as the tests do) from a database URL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from genofed.access.audit import AuditLog, seal_key_from_signing_key
+from genofed.access.dac import Committee, DatasetLookup
+from genofed.access.db import GovernanceDB, database_url
+from genofed.access.enforcement import GovernancePolicy
+from genofed.access.visas import VisaSigner
+from genofed.config.node import CONFIG_FILE, NodeConfig, NodeConfigError, NodePaths, load_config
+from genofed.store.metadata import DatasetMetadata
+
+
+class ConfiguredMembers:
+    """`access.dac_members` from node.toml, re-read when the file changes (so `genofed access
+    dac add` counts without a restart); keeps the last valid list if an edit breaks the file."""
+
+    def __init__(self, root: Path, config: NodeConfig) -> None:
+        self._file = root / CONFIG_FILE
+        self._root = root
+        self._members: tuple[str, ...] = tuple(config.access.dac_members)
+        self._stamp = self._mtime()
+        self._lock = threading.Lock()
+
+    def _mtime(self) -> int:
+        try:
+            return self._file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def __call__(self) -> Collection[str]:
+        stamp = self._mtime()
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    self._members = tuple(load_config(self._root).access.dac_members)
+                    self._stamp = stamp
+                except NodeConfigError:
+                    pass
+            return self._members
+
+
+@dataclass
+class Governance:
+    db: GovernanceDB
+    audit: AuditLog
+    signer: VisaSigner
+    committee: Committee
+    policy: GovernancePolicy
+
+    @classmethod
+    def open(cls, node_dir: Path, *, config: NodeConfig | None = None,
+             datasets: DatasetLookup | None = None) -> Governance:
+        """The node's governance; `datasets` defaults to the node store's published metadata."""
+        config = config or load_config(node_dir)
+        paths = NodePaths(node_dir, config)
+        db = GovernanceDB(database_url(config.access, paths))
+        signer = VisaSigner.for_node(paths.signing_key, config)
+        audit = AuditLog(db, seal_key_from_signing_key(paths.signing_key))
+        committee = Committee(db, signer, members=ConfiguredMembers(node_dir, config),
+                              datasets=datasets or _store_lookup(node_dir, config))
+        return cls(db, audit, signer, committee, GovernancePolicy(audit, committee.is_revoked))
+
+    def close(self) -> None:
+        self.audit.flush()
+        self.db.close()
+
+
+def _store_lookup(node_dir: Path, config: NodeConfig) -> DatasetLookup:
+    from genofed.store.node import NodeStore
+
+    store = NodeStore(node_dir, config)
+
+    def lookup(dataset_id: str) -> DatasetMetadata:
+        return store.dataset(dataset_id).metadata  # UnknownDatasetError is a KeyError
+
+    return lookup

@@ -1,0 +1,291 @@
+"""`genofed access ...` (the committee workflow, for operators, on NODE_DIR's governance database)
+and `genofed audit ...` (verify and export the audit trail).
+
+The governance modules (SQLAlchemy, Alembic, the store) are imported inside the commands, so
+they cost nothing to every other `genofed` command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from genofed.cli.output import console, fail
+from genofed.config.node import NodeConfig, NodeConfigError, NodePaths, load_config, save_config
+
+if TYPE_CHECKING:
+    from genofed.access.dac import ApplicationView, Identity
+    from genofed.access.governance import Governance
+
+VERDICTS = ("approve", "reject", "return")
+
+app = typer.Typer(help="Data access applications, committee decisions and visas, on a node's "
+                  "governance database (the same state the /access HTTP API serves).",
+                  no_args_is_help=True)
+dac_app = typer.Typer(help="Who sits on the node's data access committee (access.dac_members).",
+                      no_args_is_help=True)
+app.add_typer(dac_app, name="dac")
+audit_app = typer.Typer(help="The append-only, hash-chained audit trail of every allow and deny: "
+                        "check that nothing was altered, or export it.", no_args_is_help=True)
+
+NODE_DIR = typer.Argument(..., help="The node directory.")
+
+
+@contextmanager
+def _governance(node_dir: Path) -> Iterator[Governance]:
+    from genofed.access.dac import GovernanceError
+    from genofed.access.db import GovernanceDatabaseError
+    from genofed.access.duo import PurposeError
+    from genofed.access.governance import Governance
+
+    try:
+        governance = Governance.open(node_dir)
+    except (NodeConfigError, GovernanceDatabaseError) as exc:
+        fail(str(exc))
+    try:
+        yield governance
+    except (GovernanceError, PurposeError) as exc:
+        fail(str(exc))
+    finally:
+        governance.close()
+
+
+def _identity(value: str, option: str) -> Identity:
+    from genofed.access.dac import GovernanceError, Identity
+
+    try:
+        return Identity.parse(value)
+    except GovernanceError as exc:
+        fail(f"{option}: {exc}")
+
+
+def _print_application(view: ApplicationView, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(view.to_dict(), indent=2) + "\n")
+        return
+    console.print(f"Application [bold]{view.id}[/] — {view.state}")
+    console.print(f"  applicant  {view.applicant}")
+    console.print(f"  purpose    {', '.join(view.purpose.terms)}"
+                  + (f"; diseases {', '.join(view.purpose.diseases)}" if view.purpose.diseases
+                     else "") + ("; commercial" if view.purpose.commercial else ""))
+    console.print(f"  text       {view.text}", highlight=False)
+    console.print(f"  duration   {view.duration_days} days")
+    for request in view.datasets:
+        console.print(f"  dataset {request.dataset_id}: DUO pre-assessment "
+                      f"[bold]{request.assessment.value}[/]")
+        for reason in request.reasons:
+            console.print(f"      - {reason}", highlight=False)
+    for event in view.events:
+        note = f" — {event.note}" if event.note else ""
+        console.print(f"  event {event.seq}: {event.kind} by {event.actor} at "
+                      f"{event.at.isoformat(timespec='seconds')}{note}", highlight=False)
+    for visa in view.visas:
+        status = (f"revoked {visa.revoked_at.isoformat(timespec='seconds')}" if visa.revoked_at
+                  else "valid until "
+                  + datetime.fromtimestamp(visa.expires_at, UTC).isoformat(timespec="seconds"))
+        console.print(f"  visa {visa.jti} for {visa.dataset_id}: {status}")
+
+
+@app.command("apply")
+def apply(
+    node_dir: Path = NODE_DIR,
+    applicant: str = typer.Option(..., "--applicant", help="The researcher, as ISSUER|SUBJECT."),
+    datasets: list[str] = typer.Option(..., "--dataset", "-d", help="Dataset id (repeat for "
+                                       "several)."),
+    terms: list[str] = typer.Option(..., "--purpose", "-p", help="DUO term of the research "
+                                    "purpose: HMB, DS, POA, GRU or DUO:0000031-40 (repeat)."),
+    diseases: list[str] = typer.Option([], "--disease", help="Disease CURIE (MONDO) for "
+                                       "disease-specific research (repeat)."),
+    commercial: bool = typer.Option(False, "--commercial", help="Commercial use, or a "
+                                    "for-profit organisation."),
+    text: str = typer.Option(..., "--text", help="What the research is, in words."),
+    days: int = typer.Option(365, "--days", help="Requested duration of access in days."),
+    as_json: bool = typer.Option(False, "--json", help="Print the application as JSON."),
+) -> None:
+    """File an application on a researcher's behalf; prints the DUO pre-assessment of each
+    dataset (approve / deny / needs-review, with reasons)."""
+    from genofed.access.duo import Purpose
+
+    who = _identity(applicant, "--applicant")
+    with _governance(node_dir) as governance:
+        purpose = Purpose.parse(terms, diseases, commercial)
+        view = governance.committee.apply(who, datasets, purpose, text, days)
+        _print_application(view, as_json)
+
+
+@app.command("list")
+def list_applications(
+    node_dir: Path = NODE_DIR,
+    state: str | None = typer.Option(None, "--state", help="Only submitted, approved, rejected "
+                                     "or returned applications."),
+    applicant: str | None = typer.Option(None, "--applicant", help="Only this ISSUER|SUBJECT's."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List applications, newest first."""
+    who = _identity(applicant, "--applicant") if applicant else None
+    with _governance(node_dir) as governance:
+        views = governance.committee.applications(who, state)
+    if as_json:
+        sys.stdout.write(json.dumps([v.to_dict() for v in views], indent=2) + "\n")
+        return
+    if not views:
+        console.print("No applications.")
+        return
+    table = Table()
+    for column in ("id", "state", "applicant", "datasets", "pre-assessment", "submitted"):
+        table.add_column(column)
+    for view in views:
+        table.add_row(view.id, view.state, str(view.applicant),
+                      ", ".join(d.dataset_id for d in view.datasets),
+                      ", ".join(d.assessment.value for d in view.datasets),
+                      view.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    node_dir: Path = NODE_DIR,
+    application_id: str = typer.Argument(..., help="The application id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show an application: purpose, pre-assessment, every event, and its visas."""
+    with _governance(node_dir) as governance:
+        _print_application(governance.committee.application(application_id), as_json)
+
+
+@app.command("decide")
+def decide(
+    node_dir: Path = NODE_DIR,
+    application_id: str = typer.Argument(..., help="The application id."),
+    verdict: str = typer.Argument(..., help="approve, reject or return."),
+    member: str = typer.Option(..., "--member", help="The deciding DAC member, as "
+                               "ISSUER|SUBJECT (must be in access.dac_members)."),
+    note: str = typer.Option("", "--note", help="Why (required to approve against a DUO deny)."),
+) -> None:
+    """Decide a submitted application. Approval signs a ControlledAccessGrants visa per dataset,
+    valid for the requested duration. An application is decided once only."""
+    from genofed.access.dac import Verdict
+
+    if verdict not in VERDICTS:
+        fail(f"decision {verdict!r}: use one of {', '.join(VERDICTS)}")
+    who = _identity(member, "--member")
+    with _governance(node_dir) as governance:
+        view = governance.committee.decide(application_id, who, Verdict(verdict), note)
+        console.print(f"Application {view.id} is now [bold]{view.state}[/].")
+        for visa in view.visas:
+            console.print(f"  issued visa {visa.jti} for {visa.dataset_id}, valid until "
+                          + datetime.fromtimestamp(visa.expires_at, UTC)
+                          .isoformat(timespec="seconds"))
+
+
+@app.command("revoke")
+def revoke(
+    node_dir: Path = NODE_DIR,
+    jti: str = typer.Argument(..., help="The visa's jti (see `genofed access show`)."),
+    member: str = typer.Option(..., "--member", help="The revoking DAC member, ISSUER|SUBJECT."),
+    note: str = typer.Option("", "--note", help="Why."),
+) -> None:
+    """Revoke a visa: from the next request on, the node refuses access that relied on it."""
+    who = _identity(member, "--member")
+    with _governance(node_dir) as governance:
+        visa = governance.committee.revoke(jti, who, note)
+        console.print(f"Revoked visa {visa.jti} ({visa.dataset_id}, application "
+                      f"{visa.application_id}).")
+
+
+def _members_config(node_dir: Path) -> NodeConfig:
+    try:
+        return load_config(node_dir)
+    except NodeConfigError as exc:
+        fail(str(exc))
+
+
+@dac_app.command("add")
+def dac_add(node_dir: Path = NODE_DIR,
+            identity: str = typer.Argument(..., help="The member, as ISSUER|SUBJECT.")) -> None:
+    """Add a member to the node's data access committee."""
+    who = str(_identity(identity, "IDENTITY"))
+    config = _members_config(node_dir)
+    if who in config.access.dac_members:
+        console.print(f"{who} is already a DAC member.")
+        return
+    config.access.dac_members.append(who)
+    save_config(node_dir, config)
+    console.print(f"Added {who} to the DAC ({len(config.access.dac_members)} member(s)).")
+
+
+@dac_app.command("remove")
+def dac_remove(node_dir: Path = NODE_DIR,
+               identity: str = typer.Argument(..., help="The member, as ISSUER|SUBJECT.")) -> None:
+    """Remove a member from the node's data access committee."""
+    who = str(_identity(identity, "IDENTITY"))
+    config = _members_config(node_dir)
+    if who not in config.access.dac_members:
+        fail(f"{who} is not a DAC member", "see `genofed access dac list`")
+    config.access.dac_members.remove(who)
+    save_config(node_dir, config)
+    console.print(f"Removed {who} from the DAC.")
+
+
+@dac_app.command("list")
+def dac_list(node_dir: Path = NODE_DIR) -> None:
+    """List the DAC members."""
+    members = _members_config(node_dir).access.dac_members
+    for member in members:
+        console.print(member, highlight=False)
+    if not members:
+        console.print(f"No DAC members: add one with `genofed access dac add {node_dir} "
+                      "ISSUER|SUBJECT`.")
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+@audit_app.command("verify")
+def audit_verify(node_dir: Path = NODE_DIR) -> None:
+    """Check the audit trail end to end: every record's hash, the chain linking them, their
+    sequence numbers and the node's seal. Exit status 0 if intact; otherwise 1, naming the first
+    record at fault and whether it was edited, deleted, inserted or reordered."""
+    from genofed.access.audit import seal_key_from_signing_key, verify
+
+    try:
+        config = load_config(node_dir)
+        with _governance(node_dir) as governance:
+            report = verify(governance.db,
+                            seal_key_from_signing_key(NodePaths(node_dir, config).signing_key))
+    except NodeConfigError as exc:
+        fail(str(exc))
+    if report.problem is not None:
+        fail(f"audit trail of {node_dir} is NOT intact: record {report.problem.seq} "
+             f"{report.problem.kind}: {report.problem.message}",
+             "restore the governance database from a backup and compare with an export")
+    console.print(f"Audit trail intact: {report.records:,} records, chain head "
+                  f"{report.head_hash[:16]}…", highlight=False)
+
+
+@audit_app.command("export")
+def audit_export(
+    node_dir: Path = NODE_DIR,
+    out: Path | None = typer.Option(None, "--out", help="Write JSON lines here (default: "
+                                    "standard output)."),
+) -> None:
+    """Export the audit trail as JSON lines (one record per line, with its hashes)."""
+    from genofed.access.audit import export_jsonl
+
+    with _governance(node_dir) as governance:
+        if out is None:
+            export_jsonl(governance.db, sys.stdout)
+            return
+        tmp = out.with_name(out.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            count = export_jsonl(governance.db, handle)
+        tmp.replace(out)
+    console.print(f"Exported {count:,} audit records to {out}")
+
