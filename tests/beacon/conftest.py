@@ -1,11 +1,13 @@
 """Fixtures for the Beacon tests: one small node with three simulated datasets (public,
-registered, controlled), built once per session; apps for an anonymous caller and for a caller
-holding a visa for the controlled dataset; a validator for the official Beacon v2 schemas."""
+registered, controlled), built once per session and trusting a local OIDC issuer (real HTTP on
+loopback); clients for an anonymous caller, a registered researcher (ResearcherStatus visa) and a
+researcher who also holds a ControlledAccessGrants visa for the controlled dataset; a validator
+for the official Beacon v2 schemas."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from genofed.beacon.access import Caller, caller_from
-from genofed.config.node import init_node
+from genofed.access.identity.issuer import LocalIssuer
+from genofed.config.node import VisaTrust, init_node, load_config, save_config
 from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
 from genofed.sim import simulate_cohort
@@ -132,6 +134,7 @@ def schemas() -> SchemaValidator:
 class BeaconNode:
     node_dir: Path
     cohorts: dict[str, CohortSummary]
+    issuer: LocalIssuer
 
 
 DATASETS = {
@@ -143,10 +146,27 @@ DATASETS = {
 
 
 @pytest.fixture(scope="session")
-def beacon_node(tmp_path_factory: pytest.TempPathFactory) -> BeaconNode:
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIssuer]:
+    """A local OIDC issuer on loopback with the demo users (alice: ResearcherStatus)."""
+    with LocalIssuer.running(tmp_path_factory.mktemp("issuer") / "issuer") as running:
+        yield running
+
+
+def trust_issuer(node_dir: Path, issuer: LocalIssuer) -> None:
+    """Configure a node to accept the issuer's tokens and visas."""
+    config = load_config(node_dir)
+    config.access.oidc_issuers = [issuer.url]
+    iss, jku = issuer.visa_trust
+    config.access.trusted_visas = [VisaTrust(iss=iss, jku=jku)]
+    save_config(node_dir, config)
+
+
+@pytest.fixture(scope="session")
+def beacon_node(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> BeaconNode:
     root = tmp_path_factory.mktemp("beacon")
     node_dir = root / "node"
     init_node(node_dir, node_id="test-node", country="FI")
+    trust_issuer(node_dir, issuer)
     cohorts = {}
     for dataset_id, (tier, samples, seed, length) in DATASETS.items():
         summary = simulate_cohort(root / dataset_id, samples=samples, seed=seed,
@@ -157,18 +177,25 @@ def beacon_node(tmp_path_factory: pytest.TempPathFactory) -> BeaconNode:
                        metadata=summary.dataset_metadata, populations=summary.populations,
                        genes=genes)
         cohorts[dataset_id] = summary
-    return BeaconNode(node_dir, cohorts)
+    return BeaconNode(node_dir, cohorts, issuer)
 
 
-def visa_resolver(*datasets: str) -> Callable[[str | None, str | None], Caller]:
-    """A caller resolver granting ControlledAccessGrants for `datasets` (stands in for the
-    access issue's passport checks)."""
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
-    def resolve(authorization: str | None, host: str | None) -> Caller:
-        base = caller_from(authorization, host)
-        return Caller(key=base.key, authenticated=True, visas=frozenset(datasets))
 
-    return resolve
+@pytest.fixture(scope="session")
+def researcher_token(issuer: LocalIssuer) -> str:
+    """alice's passport: ResearcherStatus (the registered tier's counts), no dataset grants."""
+    return issuer.passport("alice", lifetime=6 * 3600)
+
+
+@pytest.fixture(scope="session")
+def visa_token(issuer: LocalIssuer) -> str:
+    """alice's passport with a ControlledAccessGrants visa for ds-controlled."""
+    grant = issuer.visa("alice", "ControlledAccessGrants", "ds-controlled", by="dac",
+                        lifetime=6 * 3600)
+    return issuer.passport("alice", extra_visas=[grant], lifetime=6 * 3600)
 
 
 @pytest.fixture(scope="session")
@@ -177,17 +204,22 @@ def app(beacon_node: BeaconNode) -> FastAPI:
 
 
 @pytest.fixture(scope="session")
-def visa_app(beacon_node: BeaconNode) -> FastAPI:
-    return create_app(beacon_node.node_dir, caller_resolver=visa_resolver("ds-controlled"))
-
-
-@pytest.fixture(scope="session")
-def client(app: FastAPI) -> Iterator[TestClient]:
+def anonymous_client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 @pytest.fixture(scope="session")
-def visa_client(visa_app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(visa_app, raise_server_exceptions=False) as test_client:
+def client(app: FastAPI, researcher_token: str) -> Iterator[TestClient]:
+    """A registered researcher: counts on registered and controlled datasets."""
+    with TestClient(app, raise_server_exceptions=False,
+                    headers=bearer(researcher_token)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def visa_client(app: FastAPI, visa_token: str) -> Iterator[TestClient]:
+    """A researcher holding a ControlledAccessGrants visa for ds-controlled."""
+    with TestClient(app, raise_server_exceptions=False,
+                    headers=bearer(visa_token)) as test_client:
         yield test_client

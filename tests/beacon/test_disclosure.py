@@ -74,7 +74,7 @@ def test_rare_alleles_hidden_below_record(client: TestClient, visa_client: TestC
         assert result_set["exists"] is True and 1 <= result_set["resultsCount"] < FLOOR
 
 
-def test_query_budget_gives_429(beacon_node: Any, schemas: Any) -> None:
+def test_query_budget_gives_429(beacon_node: Any, schemas: Any, researcher_token: str) -> None:
     app = create_app(beacon_node.node_dir, budget=QueryBudget(3, 3600))
     with TestClient(app) as http:
         for _ in range(3):
@@ -84,8 +84,9 @@ def test_query_budget_gives_429(beacon_node: Any, schemas: Any) -> None:
         assert int(response.headers["retry-after"]) > 0
         schemas.check(R + "beaconErrorResponse.json", response.json())
         assert "budget" in response.json()["error"]["errorMessage"]
-        # per caller: another bearer token has its own budget
-        other = http.get("/beacon/individuals", headers={"Authorization": "Bearer abc"})
+        # per caller: a researcher's token has its own budget
+        other = http.get("/beacon/individuals",
+                         headers={"Authorization": f"Bearer {researcher_token}"})
         assert other.status_code == 200
         # informational endpoints are not charged
         assert http.get("/beacon/info").status_code == 200

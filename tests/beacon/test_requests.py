@@ -116,7 +116,7 @@ def test_variant_query_kinds(client: TestClient) -> None:
     ({"referenceName": "chr99", "start": "10"}, "referenceName"),
     ({"referenceName": "20", "start": "ten"}, "not an integer"),
     ({"start": "10"}, "referenceName"),
-    ({"geneId": "BRCA1"}, "gene table"),
+    ({"geneId": "BRCA1", "datasets": "ds-public"}, "gene table"),
     ({"limit": "100000"}, "limit"),
     ({"limit": "-1"}, "limit"),
     ({"requestedGranularity": "everything"}, "requestedGranularity"),

@@ -78,8 +78,15 @@ def test_every_map_url_validates(client: TestClient, visa_client: TestClient, sc
                 "requestedGranularity": granularity, "includeResultsetResponses": "ALL",
                 "pagination": {"skip": 0, "limit": 3}}}),
         ):
-            assert response.status_code == 200, (path, response.text)
             document = response.json()
+            if response.status_code == 403:
+                # records of a dataset the caller named but holds no visa for: refused, with
+                # the Beacon error envelope (a plain GET asks for boolean, never refused)
+                assert not as_visa_holder and granularity == "record", (path, response.text)
+                assert "ds-controlled" in path and response.request.method in {"GET", "POST"}
+                schemas.check(R + "beaconErrorResponse.json", document)
+                continue
+            assert response.status_code == 200, (path, response.text)
             schemas.check_response(document)
             assert document["meta"]["returnedSchemas"][0]["entityType"] == entity
             body = document.get("response", {})

@@ -1,81 +1,89 @@
 """Who is asking, and how much each dataset may tell them.
 
-Tiers (dataset metadata `accessTier`) set the finest granularity a dataset releases:
+The Beacon never judges access itself: for each dataset it asks the node's one policy
+(:mod:`genofed.access.policy`) for the requested granularity, and on a deny for the next coarser
+one (record -> count -> boolean); every ask is audited by the policy. Tiers (dataset metadata
+`accessTier`):
 
-========== =================================================================
-public     boolean (exists / does not exist)
-registered count
-controlled record for a caller holding a ControlledAccessGrants visa for the
-           dataset id; otherwise count (the access issue wires visas; until
-           then no caller holds one and record level is refused)
-========== =================================================================
+========== =================================================================================
+public     boolean for anyone
+registered count for a caller holding a ResearcherStatus visa
+controlled record for a caller holding a valid ControlledAccessGrants visa for the dataset id
+========== =================================================================================
 
 A request for a finer granularity than allowed is *degraded*, never silently: the resultSet says
-`returnedGranularity` and why in its `info`. :func:`allowed_granularity` is the single decision
-point, so the access policy can replace it later.
+`returnedGranularity` and why in its `info`. When the caller names the datasets (path or
+`datasets` parameter) and asks for records of a controlled dataset they hold no valid visa for,
+the request is refused (403) instead: they asked for those records and nothing else.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from genofed.access.policy import AccessPolicy, Action, Decision
+from genofed.access.principal import Principal
 from genofed.beacon.errors import BudgetExceededError
 from genofed.beacon.request import Granularity
 from genofed.store.dataset import Dataset
-from genofed.store.metadata import AccessTier
 
-_CEILING = {
-    AccessTier.PUBLIC: Granularity.BOOLEAN,
-    AccessTier.REGISTERED: Granularity.COUNT,
-    AccessTier.CONTROLLED: Granularity.COUNT,
+ACTIONS = {
+    Granularity.RECORD: Action.BEACON_RECORD,
+    Granularity.COUNT: Action.BEACON_COUNT,
+    Granularity.BOOLEAN: Action.BEACON_BOOLEAN,
 }
+_COARSER = [Granularity.RECORD, Granularity.COUNT, Granularity.BOOLEAN]
 
 
 @dataclass(frozen=True)
-class Caller:
-    """The requester as far as the Beacon knows it. `key` identifies them for the query budget
-    (a hash of the bearer token, else the client address)."""
+class Requester:
+    """The caller of one Beacon request: who they are (None: anonymous), the key their query
+    budget is charged to (their pseudonym, else their address), and the policy that judges."""
 
+    principal: Principal | None
     key: str
-    authenticated: bool = False
-    #: Dataset ids the caller holds a ControlledAccessGrants visa for (none until visas exist).
-    visas: frozenset[str] = field(default_factory=frozenset)
+    policy: AccessPolicy
 
 
-def caller_from(authorization: str | None, client_host: str | None) -> Caller:
-    if authorization and authorization.lower().startswith("bearer ") and authorization[7:].strip():
-        digest = hashlib.sha256(authorization[7:].strip().encode()).hexdigest()[:24]
-        return Caller(key=f"token:{digest}")
-    return Caller(key=f"ip:{client_host or 'unknown'}")
+@dataclass(frozen=True)
+class Granted:
+    granularity: Granularity | None  # None: the dataset may not even say whether it matches
+    #: The note for the resultSet when a finer granularity was refused (else None).
+    refusal: str | None
+    #: The policy's reason for that refusal.
+    reason: str = ""
 
 
-CallerResolver = Callable[[str | None, str | None], Caller]
+def granted_granularity(dataset: Dataset, requested: Granularity, requester: Requester,
+                        detail: str = "", *, degrade: bool = True) -> Granted:
+    """The finest granularity not above `requested` the policy allows `requester` on `dataset`
+    (with `degrade=False`, only `requested` is asked for: nothing coarser is released, or
+    audited as released, when the caller will be refused anyway)."""
+    refusal: Decision | None = None
+    levels = _COARSER[_COARSER.index(requested):]
+    for granularity in levels if degrade else levels[:1]:
+        decision = requester.policy.decide(requester.principal, dataset.metadata,
+                                           ACTIONS[granularity], detail=detail)
+        if decision.allowed:
+            if refusal is None:
+                return Granted(granularity, None)
+            return Granted(granularity, _note(dataset, requested, granularity, refusal),
+                           refusal.reason)
+        refusal = refusal or decision
+    return Granted(None, _note(dataset, requested, None, refusal),
+                   refusal.reason if refusal else "")
 
 
-def allowed_granularity(dataset: Dataset, requested: Granularity, caller: Caller) -> Granularity:
-    """The granularity `dataset` answers `caller` with when `requested` is asked for."""
-    tier = dataset.metadata.access_tier
-    ceiling = _CEILING[tier]
-    if tier is AccessTier.CONTROLLED and dataset.id in caller.visas:
-        ceiling = Granularity.RECORD
-    return requested if requested.rank <= ceiling.rank else ceiling
-
-
-def degradation_note(dataset: Dataset, requested: Granularity, granted: Granularity) -> str | None:
-    if granted == requested:
-        return None
-    tier = dataset.metadata.access_tier
-    if tier is AccessTier.CONTROLLED:
-        return (f"{requested.value} level refused: dataset {dataset.id!r} is controlled-access and "
-                f"record level needs a ControlledAccessGrants visa for it; answered at "
-                f"{granted.value} level")
-    return (f"{requested.value} level refused: dataset {dataset.id!r} is {tier.value}-tier, which "
-            f"answers at most at {granted.value} level")
+def _note(dataset: Dataset, requested: Granularity, granted: Granularity | None,
+          refusal: Decision | None) -> str:
+    reason = refusal.reason if refusal else "refused"
+    answered = f"answered at {granted.value} level" if granted else "not answered"
+    return (f"{requested.value} level refused for dataset {dataset.id!r} "
+            f"({dataset.metadata.access_tier.value} tier): {reason}; {answered}")
 
 
 class QueryBudget:

@@ -28,3 +28,17 @@ class BudgetExceededError(BeaconRequestError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message, 429)
         self.retry_after = retry_after
+
+
+class UnauthorizedError(BeaconRequestError):
+    """A bearer token was presented but is not acceptable."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message, status)
+
+
+class ForbiddenError(BeaconRequestError):
+    """The caller is known but may not have what they asked for."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 403)

@@ -11,8 +11,11 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from genofed.access.http import AuthenticationError, access_context
+from genofed.access.policy import Action
 from genofed.beacon import framework
-from genofed.beacon.access import Caller, CallerResolver, QueryBudget, caller_from
+from genofed.beacon.access import QueryBudget, Requester
+from genofed.beacon.errors import UnauthorizedError
 from genofed.beacon.request import (
     BeaconQuery,
     BeaconRequestBody,
@@ -28,7 +31,6 @@ _T = "Beacon framework"
 class BeaconState:
     service: BeaconService
     budget: QueryBudget
-    resolve_caller: CallerResolver = caller_from
 
 
 def _state(request: Request) -> BeaconState:
@@ -40,13 +42,23 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/beacon"
 
 
-async def charged_caller(request: Request) -> Caller:
-    """The caller, after charging one query to their budget (429 when spent)."""
+async def charged_caller(request: Request) -> Requester:
+    """The caller (their token checked by the node's authenticator), after charging one query to
+    their budget (429 when spent). A token that fails the checks is refused (401) and audited."""
     state = _state(request)
-    caller = state.resolve_caller(request.headers.get("authorization"),
-                                  request.client.host if request.client else None)
-    state.budget.charge(caller.key)
-    return caller
+    context = access_context(request)
+    authorization = request.headers.get("authorization")
+    principal = None
+    if authorization:
+        try:  # may fetch keys or userinfo on first sight of a token: keep it off the loop
+            principal = await run_in_threadpool(context.authenticator.authenticate, authorization)
+        except AuthenticationError as exc:
+            context.policy.deny_unauthenticated(None, Action.BEACON_BOOLEAN, exc.reason)
+            raise UnauthorizedError(f"bearer token refused: {exc.reason}", exc.status) from None
+    host = request.client.host if request.client else "unknown"
+    key = f"sub:{principal.pseudonym}" if principal else f"ip:{host}"
+    state.budget.charge(key)
+    return Requester(principal, key, context.policy)
 
 
 #: Query parameters of GET entry queries: documented in the OpenAPI document, parsed by
@@ -123,7 +135,7 @@ Handler = Callable[..., Any]
 
 def _entry_handlers(entry: str, scope_of: Callable[[str | None], Scope], name: str,
                     with_id: bool) -> tuple[Handler, Handler]:
-    async def answer(request: Request, query: BeaconQuery, caller: Caller,
+    async def answer(request: Request, query: BeaconQuery, caller: Requester,
                      item_id: str | None) -> JSONResponse:
         service = _state(request).service
         scope, base_url = scope_of(item_id), _base_url(request)
@@ -141,11 +153,11 @@ def _entry_handlers(entry: str, scope_of: Callable[[str | None], Scope], name: s
     if with_id:
         async def get_by_id(request: Request, id: str,
                             query: Annotated[BeaconQuery, Depends(get_query)],
-                            caller: Annotated[Caller, Depends(charged_caller)]) -> JSONResponse:
+                            caller: Annotated[Requester, Depends(charged_caller)]) -> JSONResponse:
             return await answer(request, query, caller, id)
 
         async def post_by_id(request: Request, id: str,
-                             caller: Annotated[Caller, Depends(charged_caller)],
+                             caller: Annotated[Requester, Depends(charged_caller)],
                              body: Annotated[BeaconRequestBody | None, Body()] = None
                              ) -> JSONResponse:
             return await answer(request, from_body(body), caller, id)
@@ -153,10 +165,10 @@ def _entry_handlers(entry: str, scope_of: Callable[[str | None], Scope], name: s
         return get_by_id, post_by_id
 
     async def get_all(request: Request, query: Annotated[BeaconQuery, Depends(get_query)],
-                      caller: Annotated[Caller, Depends(charged_caller)]) -> JSONResponse:
+                      caller: Annotated[Requester, Depends(charged_caller)]) -> JSONResponse:
         return await answer(request, query, caller, None)
 
-    async def post_all(request: Request, caller: Annotated[Caller, Depends(charged_caller)],
+    async def post_all(request: Request, caller: Annotated[Requester, Depends(charged_caller)],
                        body: Annotated[BeaconRequestBody | None, Body()] = None) -> JSONResponse:
         return await answer(request, from_body(body), caller, None)
 
@@ -201,21 +213,21 @@ def _collection_handlers(entry: str, with_id: bool) -> tuple[Handler, Handler]:
     if with_id:
         def get_by_id(request: Request, id: str,
                       query: Annotated[BeaconQuery, Depends(get_query)],
-                      caller: Annotated[Caller, Depends(charged_caller)]) -> JSONResponse:
+                      caller: Annotated[Requester, Depends(charged_caller)]) -> JSONResponse:
             return answer(request, query, id)
 
         def post_by_id(request: Request, id: str,
-                       caller: Annotated[Caller, Depends(charged_caller)],
+                       caller: Annotated[Requester, Depends(charged_caller)],
                        body: Annotated[BeaconRequestBody | None, Body()] = None) -> JSONResponse:
             return answer(request, from_body(body), id)
 
         return get_by_id, post_by_id
 
     def get_all(request: Request, query: Annotated[BeaconQuery, Depends(get_query)],
-                caller: Annotated[Caller, Depends(charged_caller)]) -> JSONResponse:
+                caller: Annotated[Requester, Depends(charged_caller)]) -> JSONResponse:
         return answer(request, query, None)
 
-    def post_all(request: Request, caller: Annotated[Caller, Depends(charged_caller)],
+    def post_all(request: Request, caller: Annotated[Requester, Depends(charged_caller)],
                  body: Annotated[BeaconRequestBody | None, Body()] = None) -> JSONResponse:
         return answer(request, from_body(body), None)
 

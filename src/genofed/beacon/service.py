@@ -1,7 +1,8 @@
 """The Beacon over a node store: one call per entry-type query, returning the response document.
 
-For each dataset in scope: decide the granularity (:func:`allowed_granularity`), match, apply
-disclosure control, shape one resultSet (`id` = dataset id, `setType` = "dataset").
+For each dataset in scope: ask the access policy for the granularity
+(:func:`~genofed.beacon.access.granted_granularity`), match, apply disclosure control, shape one
+resultSet (`id` = dataset id, `setType` = "dataset").
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from genofed.beacon import entities
-from genofed.beacon.access import Caller, allowed_granularity, degradation_note
+from genofed.beacon.access import Requester, granted_granularity
 from genofed.beacon.disclosure import DisclosedCount, disclose
-from genofed.beacon.errors import BeaconRequestError, NotFoundError, UnsupportedQueryError
+from genofed.beacon.errors import (
+    BeaconRequestError,
+    ForbiddenError,
+    NotFoundError,
+    UnsupportedQueryError,
+)
 from genofed.beacon.filters import FilterPlan, individuals_mask, plan_filters
 from genofed.beacon.request import BeaconQuery, Granularity
 from genofed.beacon.responses import collections_response, response_meta
@@ -31,6 +37,7 @@ from genofed.beacon.variants import (
     parse_variant_query,
 )
 from genofed.store.dataset import Dataset
+from genofed.store.metadata import AccessTier
 from genofed.store.node import NodeStore, UnknownDatasetError
 
 ENTITY = {"g_variants": "genomicVariation", "individuals": "individual",
@@ -107,7 +114,7 @@ class BeaconService:
         return parse_variant_query(query.parameters, contigs)
 
     # -- entry types --------------------------------------------------------------------------
-    def entry_query(self, entry: str, query: BeaconQuery, caller: Caller, scope: Scope,
+    def entry_query(self, entry: str, query: BeaconQuery, requester: Requester, scope: Scope,
                     base_url: str) -> dict[str, Any]:
         entity = ENTITY[entry]
         warnings = [f"requestParameters.{k}: not a parameter this Beacon knows; ignored"
@@ -123,16 +130,29 @@ class BeaconService:
                                             "(`genofed ingest --genes`); the datasets queried "
                                             "have none")
             warnings.extend(f"dataset {d}: no gene table, so no geneId matches" for d in without)
+        named = scope.dataset_id is not None or bool(self._requested_datasets(query))
         answers = []
         for dataset in datasets:
-            granted = allowed_granularity(dataset, query.granularity, caller)
+            # Records of a controlled dataset the caller named: all or nothing (403).
+            strict = named and query.granularity is Granularity.RECORD and \
+                dataset.metadata.access_tier is AccessTier.CONTROLLED
+            granted = granted_granularity(dataset, query.granularity, requester,
+                                          detail=f"/{entry}", degrade=not strict)
+            if strict and granted.granularity is not Granularity.RECORD:
+                raise ForbiddenError(
+                    f"record level refused for dataset {dataset.id!r}: {granted.reason}; "
+                    f"apply to its committee for access (POST /access/applications)")
+            if granted.granularity is None:
+                warnings.append(granted.refusal or f"dataset {dataset.id}: not answered")
+                continue
             if entry == "g_variants":
-                answer = self._variants(dataset, granted, variants, plan, scope, base_url)
+                answer = self._variants(dataset, granted.granularity, variants, plan, scope,
+                                        base_url)
             else:
-                answer = self._individuals(dataset, granted, variants, plan, scope, entry)
-            note = degradation_note(dataset, query.granularity, granted)
-            if note:
-                answer.notes.append(note)
+                answer = self._individuals(dataset, granted.granularity, variants, plan, scope,
+                                           entry)
+            if granted.refusal:
+                answer.notes.append(granted.refusal)
             answers.append(answer)
         return self._resultsets(entity, query, answers, warnings)
 
