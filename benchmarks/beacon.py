@@ -3,11 +3,14 @@
     .venv/bin/python benchmarks/beacon.py [--samples 2500] [--length-mb 9] [--clients 8]
                                           [--seconds 10] [--workers 2]
 
-Serves the node with the real `genofed serve` command, then runs `--clients` concurrent
-keep-alive HTTP/1.1 connections (a small raw-socket client, so the load generator costs little of
-the two cores) sending `/beacon/g_variants` sequence queries for random known sites at count
-granularity for `--seconds`. Prints p50/p99 latency and sustained throughput, and the per-query
-wall time of `bcftools view -r` process calls for the same positions in the same run.
+Serves the node with the real `genofed serve` command, trusting a local OIDC issuer whose
+researcher (a ResearcherStatus visa: the registered tier's counts) sends every query with her
+passport, so each query is authenticated, judged by the access policy and audited. It runs
+`--clients` concurrent keep-alive HTTP/1.1 connections (a small raw-socket client, so the load
+generator costs little of the two cores) sending `/beacon/g_variants` sequence queries for
+random known sites at count granularity for `--seconds`. Prints p50/p99 latency and sustained
+throughput, and the per-query wall time of `bcftools view -r` process calls for the same
+positions in the same run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from rich.console import Console
@@ -37,9 +41,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prepare_node(samples: int, length_mb: float) -> tuple[Path, Path]:
-    """The simulated cohort (shared with benchmarks/ingest.py) ingested with its phenopackets."""
-    from genofed.config.node import init_node, load_config, save_config
+def prepare_node(samples: int, length_mb: float, issuer: Any) -> tuple[Path, Path]:
+    """The simulated cohort (shared with benchmarks/ingest.py) ingested with its phenopackets,
+    on a node that trusts `issuer`."""
+    from genofed.config.node import VisaTrust, init_node, load_config, save_config
     from genofed.ingest import ingest_dataset
     from genofed.sim import simulate_cohort
 
@@ -51,10 +56,13 @@ def prepare_node(samples: int, length_mb: float) -> tuple[Path, Path]:
     node = WORK / f"beacon-node-{samples}x{length_mb:g}"
     if not (node / "node.toml").exists():
         init_node(node, node_id="bench-beacon", country="FI")
-        config = load_config(node)
-        # A load test is one caller sending many queries: lift its budget.
-        config.disclosure.query_budget = 10_000_000
-        save_config(node, config)
+    config = load_config(node)
+    # A load test is one caller sending many queries: lift its budget.
+    config.disclosure.query_budget = 10_000_000
+    config.access.oidc_issuers = [issuer.url]
+    iss, jku = issuer.visa_trust
+    config.access.trusted_visas = [VisaTrust(iss=iss, jku=jku)]
+    save_config(node, config)
     console.print("Ingesting (idempotent) ...")
     ingest_dataset(node, "bench", cohort / "cohort.vcf.gz",
                    phenopackets=cohort / "phenopackets", metadata=cohort / "dataset.json",
@@ -81,7 +89,7 @@ def query_paths(node: Path, n: int) -> tuple[list[str], list[tuple[str, int]]]:
 
 
 async def client(port: int, paths: list[str], stop_at: float, latencies: list[float],
-                 errors: list[str]) -> None:
+                 errors: list[str], token: str) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = 0
     try:
@@ -89,7 +97,8 @@ async def client(port: int, paths: list[str], stop_at: float, latencies: list[fl
             path = paths[i % len(paths)]
             i += 1
             started = time.perf_counter()
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         f"Authorization: Bearer {token}\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):
@@ -103,14 +112,15 @@ async def client(port: int, paths: list[str], stop_at: float, latencies: list[fl
         writer.close()
 
 
-async def load(port: int, paths: list[str], clients: int, seconds: float
+async def load(port: int, paths: list[str], clients: int, seconds: float, token: str
                ) -> tuple[list[float], list[str], float]:
     latencies: list[float] = []
     errors: list[str] = []
     started = time.perf_counter()
     stop_at = started + seconds
     slices = [paths[i::clients] for i in range(clients)]
-    await asyncio.gather(*(client(port, s, stop_at, latencies, errors) for s in slices))
+    await asyncio.gather(*(client(port, s, stop_at, latencies, errors, token)
+                           for s in slices))
     return latencies, errors, time.perf_counter() - started
 
 
@@ -141,7 +151,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
-    node, vcf = prepare_node(args.samples, args.length_mb)
+    from genofed.access.identity.issuer import LocalIssuer
+
+    with LocalIssuer.running(WORK / "beacon-issuer") as issuer:
+        run(args, issuer)
+
+
+def run(args: argparse.Namespace, issuer: Any) -> None:
+    node, vcf = prepare_node(args.samples, args.length_mb, issuer)
+    token = issuer.passport("alice", lifetime=3600)
     paths, positions = query_paths(node, 5000)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "genofed", "serve", str(node), "--port",
@@ -149,8 +167,10 @@ def main() -> None:
                                "warning"])
     try:
         wait_ready(port, server)
-        asyncio.run(load(port, paths[:200], 2, 2.0))  # warm-up: imports, caches, connections
-        latencies, errors, elapsed = asyncio.run(load(port, paths, args.clients, args.seconds))
+        # warm-up: imports, caches, connections, the passport's first check
+        asyncio.run(load(port, paths[:200], 2, 2.0, token))
+        latencies, errors, elapsed = asyncio.run(load(port, paths, args.clients, args.seconds,
+                                                      token))
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -37,6 +39,9 @@ from genofed.access.models import AuditHead, AuditRecord
 GENESIS = "0" * 64
 _SEAL_INFO = b"genofed audit seal v1"
 _HASHED_FIELDS = ("seq", "at", "subject", "dataset_id", "action", "decision", "reason", "detail")
+
+
+log = logging.getLogger(__name__)
 
 
 class AuditWriteError(RuntimeError):
@@ -90,6 +95,10 @@ def _head_seal(key: bytes | None, seq: int, hash_: str) -> str:
     return _seal(key, f"head:{seq}:{hash_}")
 
 
+#: How long a record appended with `wait=False` may sit in the queue.
+BACKGROUND_DELAY = 0.05
+
+
 @dataclass
 class _Pending:
     ticket: int
@@ -110,20 +119,50 @@ class AuditLog:
         self._resolved_through = 0  # every ticket up to this one is written or failed
         self._failures: dict[int, BaseException] = {}
         self._writing = False
+        self._unwaited: set[int] = set()
+        self._flusher: threading.Thread | None = None
 
     def append(self, *, subject: str, dataset_id: str | None, action: str, decision: str,
-               reason: str, detail: str = "") -> None:
-        """Record one decision; returns once it is committed (raises AuditWriteError if not)."""
+               reason: str, detail: str = "", wait: bool = True) -> None:
+        """Record one decision; returns once it is committed (raises AuditWriteError if not).
+
+        With `wait=False` the record is queued and a background writer commits it within
+        :data:`BACKGROUND_DELAY` seconds, together with whatever else is queued: for high-rate,
+        low-stakes records (aggregate answers) where one commit per query would cap a node's
+        throughput. A crash can lose at most that window of such records."""
         fields = {"at": _now(), "subject": subject, "dataset_id": dataset_id, "action": action,
                   "decision": decision, "reason": reason, "detail": detail}
         with self._cond:
             ticket = self._next_ticket
             self._next_ticket += 1
             self._pending.append(_Pending(ticket, fields))
+            if not wait:
+                self._unwaited.add(ticket)
+                self._start_flusher()
+                return
             self._wait_for(ticket)
             failure = self._failures.pop(ticket, None)
         if failure is not None:
             raise AuditWriteError(f"audit record not written: {failure}") from failure
+
+    def _start_flusher(self) -> None:
+        """With the lock held: the background writer of queued records (one per log)."""
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(target=self._flush_forever, name="audit-writer",
+                                             daemon=True)
+            self._flusher.start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(BACKGROUND_DELAY)
+            with self._cond:
+                if self._pending:
+                    self._wait_for(self._next_ticket - 1)
+                for ticket in [t for t in self._unwaited if t <= self._resolved_through]:
+                    self._unwaited.discard(ticket)
+                    failure = self._failures.pop(ticket, None)
+                    if failure is not None:
+                        log.error("audit record not written: %s", failure)
 
     def flush(self) -> None:
         """Write anything still pending (appends already wait for their own records)."""

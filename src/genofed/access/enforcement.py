@@ -44,13 +44,18 @@ class GovernancePolicy:
 
     def decide(self, principal: Principal | None, dataset: DatasetMetadata, action: Action, *,
                detail: str = "") -> Decision:
-        """Judge and audit; returns only once the audit record is committed. If it cannot be
-        written, AuditWriteError propagates and nothing may be released."""
+        """Judge and audit. Denials and record-level releases return only once their audit
+        record is committed (AuditWriteError propagates: nothing may be released); allowed
+        aggregate answers are committed in the background within 50 ms."""
         decision = self._judge(principal, dataset, Action(action))
+        # Records, files and analyses are released only once their audit record is committed,
+        # and so are denials. Boolean and count answers (hundreds a second on a busy Beacon) are
+        # committed by the log's background writer within 50 ms instead of one commit each.
+        aggregate = decision.allowed and _LEVEL[Action(action)] < 2
         self.audit.append(subject=principal.pseudonym if principal else ANONYMOUS,
                           dataset_id=dataset.id, action=str(action),
                           decision="allow" if decision.allowed else "deny",
-                          reason=decision.reason, detail=detail)
+                          reason=decision.reason, detail=detail, wait=not aggregate)
         return decision
 
     def deny_unauthenticated(self, dataset_id: str | None, action: Action, reason: str) -> None:

@@ -320,7 +320,10 @@ def _few_rows(dataset: Dataset, rows: np.ndarray, query: VariantQuery) -> pa.Tab
             else:
                 pattern = re.compile(re.escape(bases).replace("N", "[ACGTN]"))
                 rows = rows[[pattern.fullmatch(v) is not None for v in values]]
-    table = dataset.sites.take(pa.array(rows, type=pa.int64()))
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1:  # contiguous: a zero-copy slice
+        table = dataset.sites.slice(int(rows[0]), len(rows))
+    else:
+        table = dataset.sites.take(pa.array(rows, type=pa.int64()))
     if table.num_rows and (query.variant_type or query.min_length or query.max_length):
         return _filter_by_type(table, query)
     return table
