@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from genofed import __version__
 from genofed.config.node import NodePaths, load_config
+from genofed.files import archive as files_archive
 from genofed.ingest.errors import IngestError, InputError
 from genofed.ingest.genes import load_gene_table
 from genofed.ingest.phenopackets import Individual, load_phenopackets
@@ -116,6 +117,7 @@ def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | N
             if gene_table is not None:
                 pq.write_table(gene_table, staging / "genes.parquet")
             manifest.version = layout.next_version_name(root)
+            files_archive.archive_ingested_variants(paths, staging, vcf, previous=current)
             manifest.write(staging)
             final = layout.publish(root, staging, manifest.version)
         except BaseException:

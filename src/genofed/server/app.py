@@ -1,10 +1,14 @@
-"""ASGI app factory: `create_app(node_dir)` serves a node's Beacon under /beacon and the OpenAPI
-document at /openapi.json. Every error becomes a Beacon error envelope with a 4xx status (or,
-for a bug, a 500 without a stack trace)."""
+"""ASGI app factory: `create_app(node_dir)` serves a node's APIs — Beacon under /beacon, access
+(applications, committee, visas) under /access, the catalogue under /catalogue, htsget under
+/htsget — and the OpenAPI document at /openapi.json. Errors keep each API's own envelope, always
+without a stack trace. Every API that releases data asks the one access policy on
+`app.state.access` (see :mod:`genofed.access.http`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -14,14 +18,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genofed import __version__
 from genofed.access.governance import Governance
+from genofed.access.http import AccessContext, Authenticator
+from genofed.access.identity import PassportAuthenticator
 from genofed.access.router import router as access_router
-from genofed.beacon.access import CallerResolver, QueryBudget, caller_from
+from genofed.beacon.access import QueryBudget
 from genofed.beacon.errors import BeaconRequestError, BudgetExceededError
 from genofed.beacon.responses import error_response
 from genofed.beacon.router import BeaconState, router
 from genofed.beacon.service import BeaconService
 from genofed.catalogue.router import build_router as catalogue_router
 from genofed.federation.signatures import install_peer_verification
+from genofed.files.htsget import HtsgetState, htsget_error_response
+from genofed.files.htsget import router as htsget_router
 from genofed.store.node import NodeStore
 
 log = logging.getLogger(__name__)
@@ -38,21 +46,31 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(problems)
 
 
-def create_app(node_dir: Path, *, caller_resolver: CallerResolver | None = None,
+def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
                budget: QueryBudget | None = None) -> FastAPI:
-    """The node's ASGI app. `caller_resolver` maps (Authorization header, client host) to a
-    :class:`~genofed.beacon.access.Caller` (the access issue plugs visas in here)."""
+    """The node's ASGI app. Bearer tokens are checked by `authenticator` (default: OIDC tokens
+    and GA4GH Passports from the issuers and visa signers the node's config trusts)."""
     store = NodeStore.open(node_dir)
     disclosure = store.config.disclosure
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.governance.close()  # writes audit records still queued
+
     app = FastAPI(title=f"genofed node {store.config.node_id}", version=__version__,
+                  lifespan=lifespan,
                   description="GA4GH Beacon v2 (under /beacon) over a genofed node store.",
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     app.state.beacon = BeaconState(
         service=BeaconService(store),
         budget=budget or QueryBudget(disclosure.query_budget, disclosure.budget_window_seconds),
-        resolve_caller=caller_resolver or caller_from,
     )
-    app.state.governance = Governance.open(node_dir, config=store.config)
+    app.state.governance = governance = Governance.open(node_dir, config=store.config)
+    app.state.access = AccessContext(
+        authenticator=authenticator or PassportAuthenticator.for_node(node_dir),
+        policy=governance.policy)
+    app.state.htsget = HtsgetState.for_store(store)
     node_id = store.config.node_id
 
     @app.exception_handler(BeaconRequestError)
@@ -64,10 +82,14 @@ def create_app(node_dir: Path, *, caller_resolver: CallerResolver | None = None,
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if (htsget_error := htsget_error_response(request, exc)) is not None:
+            return htsget_error
         return JSONResponse(error_response(node_id, 400, _validation_message(exc)), 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if (htsget_error := htsget_error_response(request, exc)) is not None:
+            return htsget_error
         message = str(exc.detail) if exc.detail else "error"
         if exc.status_code == 404:
             message = f"no such endpoint: {request.url.path} (see /beacon/map)"
@@ -77,12 +99,15 @@ def create_app(node_dir: Path, *, caller_resolver: CallerResolver | None = None,
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
+        if (htsget_error := htsget_error_response(request, exc)) is not None:
+            return htsget_error
         return JSONResponse(error_response(node_id, 500, "internal error; the node operator's "
                                            "log has the details"), 500)
 
     app.include_router(router, prefix="/beacon")
     app.include_router(access_router, prefix="/access")
     app.include_router(catalogue_router(store))
+    app.include_router(htsget_router, prefix="/htsget")
     install_peer_verification(app, node_dir, store.config)  # no-op outside a network
     return app
 

@@ -1,0 +1,111 @@
+"""`genofed files ...`: the node's Crypt4GH-encrypted original files (what htsget serves)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from genofed.cli.output import console, fail, human_bytes
+from genofed.config.node import NodeConfigError
+
+app = typer.Typer(help="Original files kept Crypt4GH-encrypted on the node and served by htsget "
+                  "(/htsget/variants/{dataset}, /htsget/{variants|reads}/{dataset}/{name}).",
+                  no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    node_dir: Path = typer.Argument(..., help="The node directory."),
+    file: Path = typer.Argument(..., help="BAM, CRAM, VCF.gz or BCF; plain, or already "
+                                "Crypt4GH-encrypted for the node's key (.c4gh)."),
+    dataset: str = typer.Option(..., "--dataset", help="The dataset the file belongs to (it "
+                                "must have been ingested)."),
+    index: Path | None = typer.Option(None, "--index", help="Its index (.bai, .crai, .tbi, "
+                                      ".csi; plain or .c4gh); built when not given."),
+    name: str | None = typer.Option(None, "--name", help="Name within the dataset (htsget id "
+                                    "{dataset}/{name}); default: the file name without "
+                                    "extensions."),
+) -> None:
+    """Add a file to a dataset, encrypted at rest, as a new dataset version (atomically).
+
+    Plain files are encrypted for the node's key as they are read; files that are not laid out
+    with every record inside one BGZF block are re-encoded first. A .c4gh upload must be
+    encrypted for the node's public key (`genofed files key`); every segment is authenticated
+    and a truncated or tampered file is rejected without storing anything.
+    """
+    from genofed.files.archive import add_file
+    from genofed.ingest.errors import IngestError
+
+    try:
+        result = add_file(node_dir, dataset, file, index=index, name=name)
+    except (IngestError, NodeConfigError, RuntimeError) as exc:
+        fail(str(exc), "nothing was stored")
+    entry = result.entry
+    how = "verified and kept as uploaded" if entry.uploaded_encrypted and not entry.reencoded \
+        else "encrypted for the node's key"
+    console.print(f"Added [bold]{entry.name}[/] ({entry.format}, "
+                  f"{human_bytes(entry.plaintext_size)}) to {dataset} {result.version}: {how}; "
+                  f"index .{entry.index_kind}.")
+    for note in entry.notes:
+        console.print(f"  note: {note}")
+    console.print(f"  htsget id: {dataset}/{entry.name} ({entry.file_format.datatype})")
+
+
+@app.command("list")
+def list_(node_dir: Path = typer.Argument(..., help="The node directory.")) -> None:
+    """List the archived files of every dataset (current versions)."""
+    from genofed.files.archive import list_files
+
+    try:
+        rows = list_files(node_dir)
+    except NodeConfigError as exc:
+        fail(str(exc))
+    if not rows:
+        console.print("No archived files yet: `genofed ingest` archives a dataset's VCF/BCF, "
+                      "`genofed files add` adds BAM/CRAM and more.")
+        return
+    table = Table(title="Archived files (Crypt4GH at rest)")
+    table.add_column("htsget id (under /htsget/)", no_wrap=True)
+    for column in ("format", "size", "index", "delivery", "version"):
+        table.add_column(column)
+    for dataset, version, plain, entry in rows:
+        htsget_id = f"{entry.file_format.datatype}/{dataset}" + (
+            "" if entry.role == "variants" else f"/{entry.name}")
+        table.add_row(htsget_id, entry.format, human_bytes(entry.plaintext_size),
+                      entry.index_kind or "none", "plain or C4GH" if plain else "C4GH only",
+                      f"{dataset} {version}")
+    console.print(table)
+
+
+@app.command("delivery")
+def delivery(
+    node_dir: Path = typer.Argument(..., help="The node directory."),
+    dataset: str = typer.Option(..., "--dataset", help="Dataset id."),
+    plain: bool = typer.Option(..., "--plain/--encrypted-only", help="Whether htsget may also "
+                               "deliver slices unencrypted (to callers the access policy "
+                               "allows), or only Crypt4GH-encrypted for the requester's key."),
+) -> None:
+    """Set how a dataset's files may leave the node (default: encrypted only)."""
+    from genofed.files.archive import set_plain_delivery
+    from genofed.ingest.errors import IngestError
+
+    try:
+        version = set_plain_delivery(node_dir, dataset, plain)
+    except (IngestError, NodeConfigError, RuntimeError) as exc:
+        fail(str(exc), "nothing was changed")
+    console.print(f"{dataset} {version}: files are delivered "
+                  f"{'plain or Crypt4GH-encrypted' if plain else 'only Crypt4GH-encrypted'}.")
+
+
+@app.command("key")
+def key(node_dir: Path = typer.Argument(..., help="The node directory.")) -> None:
+    """Print the node's Crypt4GH public key: encrypt uploads for it."""
+    from genofed.config.node import NodePaths, load_config
+
+    try:
+        paths = NodePaths(node_dir, load_config(node_dir))
+    except NodeConfigError as exc:
+        fail(str(exc))
+    print(paths.c4gh_public_key.read_text(), end="")
