@@ -112,12 +112,13 @@ def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | N
                                     time.perf_counter() - started, current, _sizes(current))
         staging = layout.new_staging(root)
         try:
+            # The original is encrypted into the version by a pool worker alongside the parse.
+            archive = (paths, staging, vcf, current)
             manifest = _build_version(staging, source, meta, people, population_of, fingerprint,
-                                      workers or os.cpu_count() or 1, progress)
+                                      workers or os.cpu_count() or 1, progress, archive)
             if gene_table is not None:
                 pq.write_table(gene_table, staging / "genes.parquet")
             manifest.version = layout.next_version_name(root)
-            files_archive.archive_ingested_variants(paths, staging, vcf, previous=current)
             manifest.write(staging)
             final = layout.publish(root, staging, manifest.version)
         except BaseException:
@@ -226,7 +227,8 @@ def _groups(samples: Sequence[str], people: dict[str, Individual],
 
 def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
                    people: dict[str, Individual], populations: dict[str, str], fingerprint: str,
-                   workers: int, progress: ProgressCallback | None) -> layout.Manifest:
+                   workers: int, progress: ProgressCallback | None,
+                   archive: tuple[NodePaths, Path, Path, Path | None]) -> layout.Manifest:
     samples = source.header.samples
     group_names, membership = _groups(samples, people, populations)
     spill = staging / "spill"
@@ -261,6 +263,7 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
                     writes.append(pool.submit(_write_genotype_chunk, len(writes), list(offsets),
                                               n_records, n_samples))
 
+            archived = pool.submit(files_archive.archive_ingested_variants, *archive)
             for _ in range(max(1, workers) + 1):
                 parse_next()
             done_bytes = 0
@@ -290,6 +293,7 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
                 write.result()
                 if progress:
                     progress("write", i + 1, len(writes))
+            archived.result()
     except BrokenProcessPool:
         raise IngestError("an ingest worker process died (out of memory?); try fewer "
                           "--workers") from None
