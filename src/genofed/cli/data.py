@@ -65,7 +65,7 @@ def ingest(
     table.add_row("biallelic sites", f"{m.n_sites:,}")
     table.add_row("contigs", ", ".join(m.contigs[:6]) + (" ..." if len(m.contigs) > 6 else ""))
     table.add_row("allele-count groups", ", ".join(m.groups))
-    for part in ("genotypes.zarr", "sites.parquet", "individuals.parquet"):
+    for part in ("genotypes.zarr", "sites.parquet", "individuals.parquet.c4gh"):
         table.add_row(f"size: {part}", human_bytes(result.sizes.get(part, 0)))
     table.add_row("size: total", human_bytes(result.sizes.get("total", 0)))
     console.print(table)

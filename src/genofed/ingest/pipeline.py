@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from genofed import __version__
 from genofed.config.node import NodePaths, load_config
 from genofed.files import archive as files_archive
+from genofed.files.crypt4gh_io import KeyPair, encrypt_bytes
 from genofed.ingest.errors import IngestError, InputError
 from genofed.ingest.genes import load_gene_table
 from genofed.ingest.phenopackets import Individual, load_phenopackets
@@ -48,6 +49,7 @@ from genofed.store import layout, zarr_v2
 from genofed.store.metadata import DATASET_ID_PATTERN, DatasetMetadata, MetadataError, load_metadata
 
 VARIANT_CHUNK = 10_000
+INDIVIDUALS_FILE = "individuals.parquet.c4gh"
 SAMPLE_CHUNK = 1_000
 ASSEMBLIES = ("GRCh37", "GRCh38")
 
@@ -302,7 +304,8 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
     shutil.rmtree(spill)
     contigs, n_sites = _write_sites(staging / "sites.parquet", source, results, np.array(offsets),
                                     group_names)
-    _write_individuals(staging / "individuals.parquet", samples, people, populations)
+    _write_individuals(staging / INDIVIDUALS_FILE, samples, people, populations,
+                       files_archive.node_keys(archive[0]))
     (staging / "dataset.json").write_text(meta.to_json())
     return layout.Manifest(
         dataset_id=meta.id, version="", fingerprint=fingerprint,
@@ -486,11 +489,16 @@ def _write_variant_arrays(group: Path, source: VcfSource, results: list[_PieceRe
     zarr_v2.write_group(group, {
         "vcf_zarr_version": "0.4",
         "source": f"genofed {__version__}",
-        "vcf_header": source.header.text,
+        # Sample names stay in the encrypted individuals table: the header keeps the columns up
+        # to FORMAT, and sample_id holds positional pseudonyms.
+        "vcf_header": _header_without_samples(source.header.text),
+        "sample_id_note": "positional pseudonyms; the node's sample ids are in the encrypted "
+                          "individuals table",
         "assembly_id": meta.assembly_id,
     })
     vc = (VARIANT_CHUNK,)
-    zarr_v2.write_array(group, "sample_id", np.array(list(samples), dtype=object),
+    zarr_v2.write_array(group, "sample_id", np.array(sample_pseudonyms(len(samples)),
+                                                     dtype=object),
                         chunks=(SAMPLE_CHUNK,), dimensions=["samples"])
     zarr_v2.write_array(group, "contig_id", np.array(contigs, dtype=object),
                         chunks=(max(1, len(contigs)),), dimensions=["contigs"])
@@ -632,8 +640,21 @@ def _write_sites(path: Path, source: VcfSource, results: list[_PieceResult], off
     return contigs, table.num_rows
 
 
+def sample_pseudonyms(n: int) -> list[str]:
+    return [f"sample-{i:06d}" for i in range(1, n + 1)]
+
+
+def _header_without_samples(text: str) -> str:
+    lines = text.rstrip("\n").split("\n")
+    if lines and lines[-1].startswith("#CHROM"):
+        lines[-1] = "\t".join(lines[-1].split("\t")[:9])
+    return "\n".join(lines) + "\n"
+
+
 def _write_individuals(path: Path, samples: Sequence[str], people: dict[str, Individual],
-                       populations: dict[str, str]) -> None:
+                       populations: dict[str, str], keys: KeyPair) -> None:
+    """The individuals table, Crypt4GH-encrypted for the node's key: it links sample ids to
+    phenotypes, so it never lies on disk in plaintext."""
     rows = individuals_table.empty_rows(samples)
     ontology = hpo() if people else None
     for i, sample in enumerate(samples):
@@ -652,7 +673,9 @@ def _write_individuals(path: Path, samples: Sequence[str], people: dict[str, Ind
         rows["measurements"][i] = person.measurements
         rows["phenopacket"][i] = person.phenopacket
     table = pa.Table.from_pydict(rows, schema=individuals_table.SCHEMA)
-    pq.write_table(table, path, compression="zstd")
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, compression="zstd")
+    path.write_bytes(encrypt_bytes(buffer.getvalue().to_pybytes(), keys.public, keys.secret))
 
 
 def _sizes(version_dir: Path) -> dict[str, int]:

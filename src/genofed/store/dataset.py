@@ -55,8 +55,10 @@ class GenotypeBlock:
 class Dataset:
     """A published dataset version (immutable; safe to share between threads)."""
 
-    def __init__(self, version_dir: Path) -> None:
+    def __init__(self, version_dir: Path, secret_key: bytes | None = None) -> None:
+        """`secret_key`: the node's Crypt4GH secret key, which opens the individuals table."""
         self.path = version_dir
+        self._secret_key = secret_key
         self.manifest = Manifest.read(version_dir)
         self.metadata: DatasetMetadata = load_metadata(version_dir / "dataset.json")
         self.id = self.manifest.dataset_id
@@ -258,7 +260,16 @@ class Dataset:
     # -- individuals -------------------------------------------------------------------------
     @functools.cached_property
     def individuals(self) -> pa.Table:
-        return pq.read_table(self.path / "individuals.parquet")
+        encrypted = self.path / "individuals.parquet.c4gh"
+        if not encrypted.is_file():  # versions written before the table was encrypted
+            return pq.read_table(self.path / "individuals.parquet")
+        if self._secret_key is None:
+            raise PermissionError(f"{encrypted} is encrypted: open the dataset through "
+                                  "NodeStore, which holds the node's key")
+        from genofed.files.crypt4gh_io import decrypt_stream
+
+        plain = decrypt_stream(encrypted.read_bytes(), self._secret_key, name=str(encrypted))
+        return pq.read_table(pa.BufferReader(plain))
 
     def select_individuals(self, *, sex: str | None = None, min_age: float | None = None,
                            max_age: float | None = None, hpo: str | Iterable[str] | None = None,
@@ -292,9 +303,9 @@ class Dataset:
 
         connection = duckdb.connect()
         try:
-            for name in ("sites", "individuals"):
-                path = str(self.path / f"{name}.parquet").replace("'", "''")
-                connection.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
-            return connection.execute(query).to_arrow_table()
+            path = str(self.path / "sites.parquet").replace("'", "''")
+            connection.execute(f"CREATE VIEW sites AS SELECT * FROM read_parquet('{path}')")
+            connection.register("individuals", self.individuals)  # decrypted in memory only
+            return connection.sql(query).to_arrow_table()
         finally:
             connection.close()

@@ -7,7 +7,8 @@
         .lock                            (one ingest per dataset at a time)
 
 A version directory holds `manifest.json` (written last), `dataset.json`, `sites.parquet`,
-`individuals.parquet` and `genotypes.zarr/`. Readers resolve `current` once and never see a
+`individuals.parquet.c4gh` (Crypt4GH-encrypted for the node's key), `genotypes.zarr/` and
+`files/` (the encrypted originals). Readers resolve `current` once and never see a
 half-written version; a crash leaves only a stale staging directory, removed by the next ingest.
 """
 

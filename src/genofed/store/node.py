@@ -39,6 +39,7 @@ class NodeStore:
         # is re-read only when the datasets directory changes.
         self._datasets_dir = str(self.paths.datasets)
         self._listing: tuple[int, list[str]] = (-1, [])
+        self._key: bytes | None = None
 
     @classmethod
     def open(cls, root: str | Path) -> NodeStore:
@@ -81,8 +82,16 @@ class NodeStore:
         with self._lock:
             cached = self._cache.get(version)
             if cached is None:
-                cached = self._cache[version] = Dataset(Path(version))
+                cached = self._cache[version] = Dataset(Path(version), self._secret_key())
             return cached
+
+    def _secret_key(self) -> bytes | None:
+        """The node's Crypt4GH secret key (opens the encrypted individuals tables)."""
+        if self._key is None and self.paths.c4gh_secret_key.is_file():
+            from genofed.files.crypt4gh_io import load_secret_key
+
+            self._key = load_secret_key(self.paths.c4gh_secret_key)
+        return self._key
 
     def datasets(self) -> list[Dataset]:
         return [self.dataset(i) for i in self.dataset_ids()]
