@@ -10,7 +10,9 @@ import pytest
 from support import Cohort, genofed
 
 COMMANDS = [[], ["node"], ["node", "init"], ["node", "info"], ["sim"], ["sim", "cohort"],
-            ["ingest"], ["sites"], ["demo"]]
+            ["ingest"], ["sites"], ["demo"], ["serve"], ["issuer"], ["issuer", "init"],
+            ["access"], ["access", "apply"], ["access", "decide"], ["audit"],
+            ["audit", "verify"], ["network"], ["network", "add"], ["hub", "serve"], ["files"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "genofed")
@@ -66,10 +68,23 @@ def test_ingest_shows_progress_and_summary(node: Path, cohort: Cohort) -> None:
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    result = genofed("demo", "--dir", tmp_path / "demo", "--samples", "40", "--length-mb", "0.2",
-                     check=True, timeout=600)
+    """The README's first command, non-interactively: three nodes, issuer, coordinator, and the
+    journey from discovery to record-level answers, all on loopback."""
+    args = ("demo", "--dir", tmp_path / "demo", "--no-wait", "--scale", "0.3",
+            "--length-mb", "0.3")
+    result = genofed(*args, check=True, timeout=600)
     out = " ".join(result.stdout.split())
-    assert "Ingested fi-demo-cohort v1" in out
-    assert "Most common alternate alleles" in out and "Seizure" in out
-    rerun = genofed("demo", "--dir", tmp_path / "demo", check=True)
-    assert "unchanged" in rerun.stdout  # re-running the demo reuses what it built
+    for fragment in ("node fi (FI): created", "nl-diverse: ingested into node nl",
+                     "Count query through the network", "needs-review",
+                     "Approved by dac-fi", "value=fi-biobank",
+                     "Record-level query through the network", "All services stopped"):
+        assert fragment in out, fragment
+    assert "fi (FI) ok" in out and "se (SE) ok" in out and "nl (NL) ok" in out
+    # the record-level answer comes from the FI dataset only, the others stay at their tiers
+    record_table = out.split("Record-level query through the network", 1)[1]
+    assert "fi-biobank: FI-BIOBANK" in record_table
+    assert "│ fi-biobank │ controlled │ record" in record_table
+    assert "│ nl-diverse │ controlled │ count" in record_table
+    assert out.count("│ yes │") >= 3  # every node's audit trail verifies
+    rerun = genofed(*args, check=True, timeout=600)
+    assert "simulated" not in rerun.stdout and "Record-level" in rerun.stdout

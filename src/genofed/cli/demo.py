@@ -1,81 +1,201 @@
-"""`genofed demo`: the README's first command — simulate, build a node, ingest, summarise."""
+"""`genofed demo`: the README's first command — a three-country network on loopback, and a
+researcher's journey through it, printed step by step."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from genofed.cli import data, node
-from genofed.cli.output import console, fail, stage_progress
-from genofed.config.node import CONFIG_FILE, NodeConfigError, init_node
+from genofed.cli.output import console, fail
+
+#: The question of the demo: women with a seizure disorder (HPO, descendants included).
+FILTERS = [{"id": "NCIT:C16576"}, {"id": "HP:0001250", "includeDescendantTerms": True}]
+APPLY_FOR = "fi-biobank"
 
 
 def demo(
-    directory: Path = typer.Option(Path("demo"), "--dir", help="Where to put the cohort and "
-                                   "the node (reused if present)."),
-    samples: int = typer.Option(500, "--samples", min=10, help="Individuals to simulate."),
-    length_mb: float = typer.Option(2.0, "--length-mb", help="Megabases of chr20."),
-    seed: int = typer.Option(1, "--seed", min=0, help="Simulation seed."),
+    directory: Path = typer.Option(Path("demo"), "--dir", help="Where the cohorts, nodes, "
+                                   "issuer and network file go (reused by the next run)."),
+    length_mb: float = typer.Option(1.0, "--length-mb", min=0.05, help="Megabases of chr20 "
+                                    "simulated per cohort."),
+    scale: float = typer.Option(1.0, "--scale", min=0.05, help="Multiply every cohort's size "
+                                "(1 = 80 to 240 individuals per dataset)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Keep the services running until "
+                              "Ctrl-C (default), or stop once the walkthrough is done."),
 ) -> None:
-    """Simulate a cohort, create a node, ingest the cohort and show what the node now holds."""
-    from genofed.sim import simulate_cohort
-    from genofed.store import NodeStore
+    """Build a network of three national nodes (FI, SE, NL) with simulated cohorts in all three
+    access tiers, a login issuer with a demo researcher and one committee member per node, and
+    the coordinator; then walk through discovery across countries, an access application, the
+    committee's approval, the visa, and record-level and count queries through the network.
 
-    cohort_dir = directory / "cohort"
-    node_dir = directory / "node-fi"
-    console.rule("[bold]1. Simulate a Finnish-like cohort")
-    if (cohort_dir / "dataset.json").is_file():
-        console.print(f"Reusing the cohort in {cohort_dir}")
-        from genofed.store.metadata import load_metadata
+    Everything listens on 127.0.0.1 only. The services stay up (URLs printed) until Ctrl-C, or
+    use --no-wait to stop after the walkthrough.
+    """
+    from genofed.demo.network import build, serving
 
-        dataset_id = load_metadata(cohort_dir / "dataset.json").id
-    else:
-        with stage_progress({}) as update:
-            summary = simulate_cohort(
-                cohort_dir, samples=samples, seed=seed, length_mb=length_mb, population="CEU",
-                dataset_id="fi-demo-cohort", access_tier="controlled", overwrite=True,
-                progress=lambda stage, fraction: update(stage, round(fraction * 100), 100))
-        dataset_id = summary.dataset_id
-        console.print(f"{summary.n_samples:,} individuals, {summary.n_variants:,} variants, "
-                      f"{summary.n_cases:,} cases of the planted binary trait")
+    console.rule("[bold]1. Three national nodes, each with its own cohorts")
+    try:
+        build(directory, length_mb=length_mb, scale=scale,
+              report=lambda line: console.print(f"  {line}"))
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    console.rule("[bold]2. Starting the network on loopback")
+    with serving(directory) as running:
+        _services_table(running)
+        _walkthrough(running)
+        if wait:
+            console.print("\nThe services keep running; press [bold]Ctrl-C[/] to stop them.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                console.print("Stopping ...")
+    console.print("All services stopped.")
 
-    console.rule("[bold]2. Create the node")
-    if (node_dir / CONFIG_FILE).is_file():
-        console.print(f"Reusing the node in {node_dir}")
-    else:
-        try:
-            init_node(node_dir, node_id="fi-demo", country="FI")
-        except NodeConfigError as exc:
-            fail(str(exc))
-        console.print(f"Node fi-demo (FI) in {node_dir}, keys generated in {node_dir / 'keys'}")
 
-    console.rule("[bold]3. Ingest VCF + Phenopackets + metadata")
-    data.ingest(node_dir, dataset_id, cohort_dir / "cohort.vcf.gz",
-                phenopackets=cohort_dir / "phenopackets", metadata=cohort_dir / "dataset.json",
-                populations=cohort_dir / "populations.tsv", assembly=None,
-                genes=cohort_dir / "genes.bed", workers=None)
-
-    console.rule("[bold]4. What the node holds")
-    node.info(node_dir)
-    ds = NodeStore.open(node_dir).dataset(dataset_id)
-    common = ds.sites.sort_by([("af", "descending")]).slice(0, 5)
-    table = Table(title="Most common alternate alleles")
-    for column in ("site", "REF>ALT", "AF", "AF female", "AF male"):
-        table.add_column(column, justify="right" if column.startswith("AF") else "left")
-    rows = common.to_pylist()
-    for row in rows:
-        def freq(group: str, row: dict[str, object] = row) -> str:
-            an = row.get(f"an_{group}")
-            ac = row.get(f"ac_{group}")
-            return f"{ac / an:.3f}" if isinstance(an, int) and an and isinstance(ac, int) else "-"
-
-        table.add_row(f"{row['contig']}:{row['pos']}", f"{row['ref']}>{row['alt']}",
-                      f"{row['af']:.3f}", freq("female"), freq("male"))
+def _services_table(running: Any) -> None:
+    table = Table(title="Services (loopback only)")
+    table.add_column("service")
+    table.add_column("URL")
+    table.add_row("login issuer (OIDC + GA4GH Passports)", running.issuer.url)
+    for node_id, url in running.node_urls.items():
+        table.add_row(f"node {node_id}: Beacon, access, catalogue, htsget",
+                      f"{url}/beacon  {url}/access  {url}/catalogue")
+    table.add_row("coordinator: Beacon network", f"{running.hub_url}/network/beacon")
     console.print(table)
-    seizure = ds.select_individuals(hpo="HP:0001250")
-    women = ds.select_individuals(hpo="HP:0001250", sex="female")
-    console.print(f"Individuals with Seizure (HP:0001250, descendants included): "
-                  f"{len(seizure):,}, of whom women: {len(women):,}")
-    console.print(f"\nTry: genofed sites {node_dir} --dataset {dataset_id} --region 20:1-100000")
+
+
+def _walkthrough(running: Any) -> None:
+    import httpx
+    import jwt
+
+    issuer = running.issuer
+    alice = issuer.access_token("alice")
+    with httpx.Client(timeout=30) as http:
+        console.rule("[bold]3. Discover across countries")
+        console.print("Researcher alice (ResearcherStatus visa) asks every country at once: "
+                      "[italic]how many women with a seizure disorder (HP:0001250) are there?")
+        answer = _network_query(http, running.hub_url, alice, "count")
+        _result_table(answer, "Count query through the network")
+        console.rule("[bold]4. Apply for access")
+        catalogue = http.get(f"{running.node_urls['fi']}/catalogue/datasets/{APPLY_FOR}",
+                             params={"format": "jsonld"})
+        if catalogue.status_code == 200:
+            console.print(f"The FI catalogue describes {APPLY_FOR} (DCAT-AP/HealthDCAT-AP); its "
+                          "consent: health/medical/biomedical research, publication required.")
+        application = http.post(
+            f"{running.node_urls['fi']}/access/applications", headers=_bearer(alice),
+            json={"datasets": [APPLY_FOR], "duration_days": 90, "purpose": {
+                "terms": ["DUO:0000006"], "text": "Genetics of seizure disorders in women"}})
+        if application.status_code != 201:
+            fail(f"the application failed: {application.text}")
+        document = application.json()
+        (assessed,) = document["datasets"]
+        console.print(f"Application {document['id']}: DUO pre-assessment for {APPLY_FOR}: "
+                      f"[bold]{assessed['assessment']}[/] ({'; '.join(assessed['reasons'])})")
+        console.rule("[bold]5. The FI committee decides")
+        member = issuer.access_token("dac-fi")
+        decision = http.post(
+            f"{running.node_urls['fi']}/access/applications/{document['id']}/decision",
+            headers=_bearer(member), json={"decision": "approve",
+                                           "note": "publication plan checked"})
+        if decision.status_code != 200:
+            fail(f"the decision failed: {decision.text}")
+        (visa,) = decision.json()["visas"]
+        claims = jwt.decode(visa["visa"], options={"verify_signature": False})
+        console.print(f"Approved by dac-fi. The FI node signed a ControlledAccessGrants visa: "
+                      f"value={claims['ga4gh_visa_v1']['value']}, by="
+                      f"{claims['ga4gh_visa_v1']['by']}, expires "
+                      f"{time.strftime('%Y-%m-%d', time.gmtime(claims['exp']))}")
+        console.rule("[bold]6. Records where granted, counts elsewhere")
+        console.print("alice logs in again; the login issuer pulls her new visa from the FI "
+                      "node into her passport. Each node checks it for itself:")
+        alice = issuer.access_token("alice")
+        answer = _network_query(http, running.hub_url, alice, "record")
+        _result_table(answer, "Record-level query through the network")
+        console.rule("[bold]7. Every decision is in each node's own audit trail")
+        _audit_table(running)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _network_query(http: Any, hub_url: str, token: str, granularity: str) -> dict[str, Any]:
+    response = http.post(f"{hub_url}/network/beacon/individuals", headers=_bearer(token), json={
+        "meta": {"apiVersion": "v2.0"}, "query": {
+            "filters": FILTERS, "requestedGranularity": granularity,
+            "includeResultsetResponses": "ALL", "pagination": {"skip": 0, "limit": 3}}})
+    if response.status_code != 200:
+        fail(f"the network query failed ({response.status_code}): {response.text[:300]}")
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def _result_table(document: dict[str, Any], title: str) -> None:
+    table = Table(title=title)
+    for column in ("node", "country", "dataset", "tier", "answered at", "count"):
+        table.add_column(column, justify="right" if column == "count" else "left",
+                         no_wrap=True)
+    records: list[str] = []
+    total = 0
+    for result_set in document.get("response", {}).get("resultSets", []):
+        info = result_set.get("info", {})
+        node = info.get("node", {}) if isinstance(info.get("node"), dict) else {}
+        count = result_set.get("resultsCount", 0)
+        shown = (("yes" if result_set.get("exists") else "no")
+                 if result_set.get("returnedGranularity") == "boolean" else
+                 f"{count}{' (at least, rounded up)' if result_set.get('countAdjustedTo') else ''}")
+        if result_set.get("returnedGranularity") != "boolean":
+            total += int(count)
+        records += [f"{result_set['id']}: {r.get('id', '?')}"
+                    for r in result_set.get("results", [])[:3]]
+        table.add_row(str(node.get("id", "?")), str(node.get("country", "?")), result_set["id"],
+                      str(info.get("accessTier", "?")),
+                      str(result_set.get("returnedGranularity", "?")), shown)
+    console.print(table)
+    if records:
+        console.print("First records: " + ", ".join(records))
+    statuses = document.get("info", {}).get("network", {})
+    console.print(f"Sum of the counts: {total} (suppressed counts stay suppressed); node status: "
+                  f"{_statuses(statuses)}")
+
+
+def _statuses(network: Any) -> str:
+    nodes = network.get("nodes", network) if isinstance(network, dict) else network
+    if isinstance(nodes, dict):
+        return ", ".join(f"{k}: {v.get('status', v) if isinstance(v, dict) else v}"
+                         for k, v in nodes.items())
+    if isinstance(nodes, list):
+        return ", ".join(f"{n.get('node', '?')} ({n.get('country', '?')}) {n.get('status', '?')}"
+                         f" in {n.get('elapsedMs', '?')} ms" for n in nodes if isinstance(n, dict))
+    return "?"
+
+
+def _audit_table(running: Any) -> None:
+    from genofed.access.audit import entries, verify
+    from genofed.access.governance import Governance
+    from genofed.demo.network import NODES
+
+    table = Table(title="Audit trails (pseudonymous, hash-chained)")
+    for column in ("node", "records", "allowed", "denied", "record-level allowed", "verifies"):
+        table.add_column(column)
+    directory = Path(running.issuer.directory).parent
+    for node in NODES:
+        governance = Governance.open(directory / "nodes" / node.id)
+        try:
+            governance.audit.flush()
+            trail = list(entries(governance.db))
+            report = verify(governance.db, governance.audit.seal_key)
+        finally:
+            governance.close()
+        table.add_row(node.id, str(len(trail)), str(sum(e.decision == "allow" for e in trail)),
+                      str(sum(e.decision == "deny" for e in trail)),
+                      str(sum(e.decision == "allow" and e.action == "beacon.record"
+                              for e in trail)),
+                      "yes" if report.ok else "NO")
+    console.print(table)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from genofed.cli import access as access_cli
 from genofed.cli import data, demo, node, serve, sim
+from genofed.cli import files as files_cli
+from genofed.cli import hub as hub_cli
+from genofed.cli import issuer as issuer_cli
+from genofed.cli import network as network_cli
 
 app = typer.Typer(
     name="genofed",
@@ -16,6 +21,12 @@ app = typer.Typer(
 )
 app.add_typer(node.app, name="node")
 app.add_typer(sim.app, name="sim")
+app.add_typer(access_cli.app, name="access")
+app.add_typer(access_cli.audit_app, name="audit")
+app.add_typer(issuer_cli.app, name="issuer")
+app.add_typer(network_cli.app, name="network")
+app.add_typer(hub_cli.app, name="hub")
+app.add_typer(files_cli.app, name="files")
 app.command("ingest")(data.ingest)
 app.command("sites")(data.sites)
 app.command("demo")(demo.demo)

@@ -1,0 +1,338 @@
+"""Fixtures for the federation tests: three real genofed nodes (FI, SE, DE) holding disjoint
+sample subsets of one simulated cohort (so the pooled VCF is their `bcftools merge`), plus a
+small public dataset on the FI node; each served by uvicorn on a loopback port, all members of
+one network file and trusting one local OIDC issuer, with a hub beside the FI node. Researchers
+hold real passports from that issuer. Deliberately broken servers stand for foreign members that
+misbehave (slow, 500, invalid JSON, schema-invalid body, dropped connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+from genofed.access.identity.issuer import LocalIssuer
+from genofed.config.node import NodePaths, VisaTrust, init_node, load_config, save_config
+from genofed.federation.hub import create_hub_app
+from genofed.federation.network import (
+    Member,
+    add_member,
+    create_network,
+    join_network,
+    member_for_node,
+    member_from,
+)
+from genofed.ingest import ingest_dataset
+from genofed.server.app import create_app
+from genofed.sim import simulate_cohort
+
+from support import REPO, require_tool
+
+FLOOR = 5
+#: node id -> (country, samples taken from the pooled cohort, dataset id, access tier)
+NODES = {
+    "fi-a": ("FI", 80, "fi-cohort", "registered"),
+    "se-b": ("SE", 70, "se-cohort", "registered"),
+    "de-c": ("DE", 90, "de-cohort", "controlled"),
+}
+PUBLIC_DATASET = "fi-public"  # a second, public-tier dataset on fi-a
+
+
+def _load_beacon_conftest() -> Any:
+    """tests/beacon/conftest.py, for its validator of the vendored Beacon v2 schemas."""
+    spec = importlib.util.spec_from_file_location("beacon_schema_support",
+                                                  REPO / "tests" / "beacon" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def schemas() -> Any:
+    return _load_beacon_conftest().SchemaValidator()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def served(app: Any, port: int | None = None) -> Iterator[str]:
+    """`app` served by uvicorn in a thread on 127.0.0.1; yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AssertionError(f"uvicorn did not start on port {port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIssuer]:
+    """A local OIDC issuer on loopback with the demo users (alice holds ResearcherStatus)."""
+    with LocalIssuer.running(tmp_path_factory.mktemp("issuer") / "issuer") as running:
+        yield running
+
+
+def trust(node_dir: Path, issuer: LocalIssuer) -> None:
+    config = load_config(node_dir)
+    iss, jku = issuer.visa_trust
+    access = config.access.model_copy(update={"oidc_issuers": [issuer.url],
+                                              "trusted_visas": [VisaTrust(iss=iss, jku=jku)]})
+    save_config(node_dir, config.model_copy(update={"access": access}))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class NodeUnderTest:
+    id: str
+    country: str
+    dir: Path
+    url: str
+    dataset: str
+    vcf: Path
+    samples: list[str]
+
+
+@dataclass
+class Federation:
+    root: Path
+    network_file: Path
+    nodes: dict[str, NodeUnderTest]
+    hub: str
+    pooled_vcf: Path
+    phenopackets: Path
+    #: alice's passport: ResearcherStatus, so registered and controlled datasets give counts
+    researcher: dict[str, str]
+    #: alice's passport with a ControlledAccessGrants visa for de-cohort (records at de-c only)
+    de_visa: dict[str, str]
+
+    def signing_key(self, node_id: str) -> Path:
+        node_dir = self.nodes[node_id].dir
+        return NodePaths(node_dir, load_config(node_dir)).signing_key
+
+    def member(self, node_id: str) -> Member:
+        node = self.nodes[node_id]
+        return member_for_node(node.dir, node.url)
+
+
+def _split(pooled: Any, root: Path, names: list[str], node_id: str, dataset: str,
+           tier: str) -> tuple[Path, Path, Path]:
+    """The node's share of the pooled cohort: VCF subset, its Phenopackets, its metadata."""
+    out = root / f"share-{node_id}"
+    packets = out / "phenopackets"
+    packets.mkdir(parents=True)
+    vcf = out / "cohort.vcf.gz"
+    subprocess.run(["bcftools", "view", "-s", ",".join(names), "-Oz", "-o", str(vcf),
+                    str(pooled.vcf)], check=True, capture_output=True)
+    subprocess.run(["bcftools", "index", "-t", str(vcf)], check=True, capture_output=True)
+    for name in names:
+        shutil.copy(pooled.phenopackets_dir / f"{name}.json", packets / f"{name}.json")
+    metadata = json.loads(pooled.dataset_metadata.read_text())
+    metadata.update(id=dataset, accessTier=tier, name=f"{dataset} ({len(names)} individuals)")
+    (out / "dataset.json").write_text(json.dumps(metadata))
+    return vcf, packets, out / "dataset.json"
+
+
+@pytest.fixture(scope="session")
+def federation(tmp_path_factory: pytest.TempPathFactory,
+               issuer: LocalIssuer) -> Iterator[Federation]:
+    require_tool("bcftools")
+    root = tmp_path_factory.mktemp("federation")
+    total = sum(n for _c, n, _d, _t in NODES.values())
+    pooled = simulate_cohort(root / "pooled", samples=total, seed=31, length_mb=0.3,
+                             dataset_id="pooled", access_tier="registered")
+    public = simulate_cohort(root / "public", samples=60, seed=32, length_mb=0.3,
+                             dataset_id=PUBLIC_DATASET, access_tier="public")
+    sample_names = subprocess.run(["bcftools", "query", "-l", str(pooled.vcf)], check=True,
+                                  capture_output=True, text=True).stdout.split()
+    network_file = root / "network.toml"
+    create_network(network_file, "test-net")
+    nodes: dict[str, NodeUnderTest] = {}
+    start = 0
+    for node_id, (country, count, dataset, tier) in NODES.items():
+        names = sample_names[start:start + count]
+        start += count
+        node_dir = root / node_id
+        init_node(node_dir, node_id=node_id, country=country)
+        trust(node_dir, issuer)
+        vcf, packets, metadata = _split(pooled, root, names, node_id, dataset, tier)
+        ingest_dataset(node_dir, dataset, vcf, phenopackets=packets, metadata=metadata)
+        if node_id == "fi-a":
+            ingest_dataset(node_dir, PUBLIC_DATASET, public.vcf,
+                           phenopackets=public.phenopackets_dir,
+                           metadata=public.dataset_metadata)
+        url = f"http://127.0.0.1:{free_port()}"
+        add_member(network_file, member_for_node(node_dir, url))
+        nodes[node_id] = NodeUnderTest(node_id, country, node_dir, url, dataset, vcf, names)
+    for node in nodes.values():
+        join_network(node.dir, network_file)
+    lifetime = 6 * 3600
+    researcher = bearer(issuer.passport("alice", lifetime=lifetime))
+    grant = issuer.visa("alice", "ControlledAccessGrants", "de-cohort", by="dac",
+                        lifetime=lifetime)
+    de_visa = bearer(issuer.passport("alice", extra_visas=[grant], lifetime=lifetime))
+    with ExitStack() as stack:
+        for node in nodes.values():
+            stack.enter_context(served(create_app(node.dir), int(node.url.rsplit(":", 1)[1])))
+        for node in nodes.values():  # warm caches: fault tests time members against 1-2 s
+            httpx.get(f"{node.url}/beacon/individuals", headers=researcher, params={
+                "requestedGranularity": "count", "referenceName": "20", "start": "1000",
+                "end": "200000", "filters": "NCIT:C16576"}, timeout=30).raise_for_status()
+            httpx.get(f"{node.url}/beacon/filtering_terms", timeout=30).raise_for_status()
+        hub_app = create_hub_app(network_file, NodePaths(nodes["fi-a"].dir, load_config(
+            nodes["fi-a"].dir)).signing_key, "fi-a", timeout=3.0)
+        hub = stack.enter_context(served(hub_app))
+        yield Federation(root, network_file, nodes, hub, pooled.vcf, pooled.phenopackets_dir,
+                         researcher, de_visa)
+
+
+# -- deliberately broken members ----------------------------------------------------------------
+BROKEN_BODIES = {
+    "invalid_json": b'{"meta": {"beaconId": "org.broken", "apiVersion": "v2.0.0", '
+                    b'"returnedGranularity": "count", "responseSumm',
+    "schema_invalid": json.dumps({
+        "meta": {"beaconId": "org.broken", "apiVersion": "v2.0.0",
+                 "returnedSchemas": [], "returnedGranularity": "count"},
+        "responseSummary": {"exists": "yes", "numTotalResults": -40},
+        "response": {"resultSets": [{"id": "x", "resultsCount": "many"}]}}).encode(),
+}
+
+
+class BrokenNode:
+    """A raw HTTP/1.1 server that misbehaves in one way (`mode`), standing for a foreign member:
+    `slow` never answers, `http_500` fails, `invalid_json` answers garbage, `schema_invalid`
+    answers JSON that is not a Beacon answer, `dropped` closes the connection mid-body."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BrokenNode:
+        if self.mode != "down":  # "down": nothing listens on the port
+            self._thread.start()
+            assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    async def _stop(self) -> None:
+        self._server.close()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        asyncio.get_running_loop().stop()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            if self.mode == "slow":
+                await asyncio.sleep(3600)
+            elif self.mode == "http_500":
+                body = b"Internal Server Error"
+                writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\n"
+                             b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                             % (len(body), body))
+            elif self.mode == "dropped":
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"content-length: 4096\r\n\r\n" + b'{"meta": {"beaconId": "o')
+                await writer.drain()
+            else:
+                body = BROKEN_BODIES[self.mode]
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                             % (len(body), body))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def member_with_fresh_keys(node_id: str, country: str, url: str) -> Member:
+    def pem(key: Any) -> str:
+        return key.public_key().public_bytes(
+            serialization.Encoding.PEM,
+            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    return member_from({"id": node_id, "country": country, "base_url": url,
+                        "signing_public_key": pem(ec.generate_private_key(ec.SECP256R1())),
+                        "agreement_public_key": pem(x25519.X25519PrivateKey.generate())})
+
+
+@pytest.fixture(scope="session")
+def hub_for(federation: Federation, tmp_path_factory: pytest.TempPathFactory
+            ) -> Callable[..., Any]:
+    """`with hub_for(extra_members, timeout=...) as url`: a hub (beside fi-a) over the three
+    real nodes plus `extra_members`, in a network file of its own. With `real_nodes=False`
+    the only other member is fi-a itself, listed at a port where nothing listens."""
+
+    @contextmanager
+    def make(extra: list[Member], timeout: float, real_nodes: bool = True) -> Iterator[str]:
+        path = tmp_path_factory.mktemp("network") / "network.toml"
+        create_network(path, "fault-net")
+        if real_nodes:
+            for node_id in federation.nodes:
+                add_member(path, federation.member(node_id))
+        else:
+            add_member(path, federation.member("fi-a").model_copy(
+                update={"base_url": f"http://127.0.0.1:{free_port()}"}))
+        for member in extra:
+            add_member(path, member)
+        app = create_hub_app(path, federation.signing_key("fi-a"), "fi-a", timeout=timeout)
+        with served(app) as url:
+            yield url
+
+    return make
