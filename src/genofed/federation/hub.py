@@ -15,6 +15,7 @@ members holding them, each asked for its own subset; the others are reported as 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -235,6 +236,9 @@ def create_hub_app(network_file: Path, signing_key_path: Path, node_id: str, *,
                    timeout: float = DEFAULT_TIMEOUT, directory_ttl: float = 30.0) -> FastAPI:
     """The coordinator's ASGI app, signing as member `node_id` with its key. `timeout` bounds
     each member's answer (seconds)."""
+    # FastAPI re-derives the mirrored node routes' `{id}` parameters and pydantic warns that an
+    # alias it sets there has no effect; harmless, and noise in every operator's terminal.
+    warnings.filterwarnings("ignore", message="The 'alias' attribute with value 'id'")
     network = LiveNetwork(network_file)
     current = network.current()
     if current.member(node_id) is None:
