@@ -1,6 +1,6 @@
 """Beacon benchmark: count queries over loopback vs `bcftools view -r` on the indexed VCF.
 
-    .venv/bin/python benchmarks/beacon.py [--samples 2500] [--length-mb 9] [--clients 8]
+    .venv/bin/python benchmarks/beacon.py [--samples 2500] [--length-mb 9] [--clients 4]
                                           [--seconds 10] [--workers 2]
 
 Serves the node with the real `genofed serve` command, trusting a local OIDC issuer whose
@@ -146,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2500)
     parser.add_argument("--length-mb", type=float, default=9.0)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()

@@ -49,7 +49,10 @@ async def charged_caller(request: Request) -> Requester:
     context = access_context(request)
     authorization = request.headers.get("authorization")
     principal = None
-    if authorization:
+    known = getattr(context.authenticator, "known", None)
+    if authorization and known is not None:
+        principal = known(authorization)  # a token seen before: no I/O, no thread hop
+    if authorization and principal is None:
         try:  # may fetch keys or userinfo on first sight of a token: keep it off the loop
             principal = await run_in_threadpool(context.authenticator.authenticate, authorization)
         except AuthenticationError as exc:

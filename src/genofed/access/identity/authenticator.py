@@ -163,6 +163,14 @@ class PassportAuthenticator:
                    node_visa_issuer=node_visa_trust(config),
                    node_public_key=load_node_public_key(paths), **options)
 
+    def known(self, authorization: str) -> Principal | None:
+        """The principal of a token verified before and not yet expired, without any I/O (so
+        an async caller may skip a thread hop); None if it must go through `authenticate`."""
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self._cache.get(hashlib.sha256(token.strip().encode()).digest(), self._clock())
+
     def authenticate(self, authorization: str | None) -> Principal | None:
         if authorization is None or not authorization.strip():
             return None
