@@ -15,6 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from genofed.access.audit import entries
+from genofed.access.governance import Governance
+from genofed.store import NodeStore
+
 from conftest import FLOOR, NODES, PUBLIC_DATASET, Federation
 
 COHORTS = [dataset for _c, _n, dataset, _t in NODES.values()]
@@ -217,6 +221,30 @@ def test_each_node_decides_access_from_the_forwarded_passport(federation: Federa
     assert {s["returnedGranularity"] for s in anonymous["response"]["resultSets"]} == {
         "boolean"}
     assert "numTotalResults" not in anonymous["responseSummary"]
+
+    # each node's own audit trail holds its own decisions, about its own datasets only: the
+    # record-level allow is de-c's alone, and its refusal of the visa-less passport is there too
+    trails = {node_id: _audit(node.dir) for node_id, node in federation.nodes.items()}
+    for node_id, trail in trails.items():
+        held = set(load_node_datasets(federation.nodes[node_id].dir))
+        assert trail and {e.dataset_id for e in trail if e.dataset_id} <= held, node_id
+    record_allows = {node_id for node_id, trail in trails.items()
+                     if any(e.action == "beacon.record" and e.decision == "allow" for e in trail)}
+    assert record_allows == {"de-c"}
+    assert any(e.action == "beacon.record" and e.decision == "deny" for e in trails["de-c"])
+
+
+def _audit(node_dir: Path) -> list[Any]:
+    governance = Governance.open(node_dir)
+    try:
+        governance.audit.flush()
+        return list(entries(governance.db))
+    finally:
+        governance.close()
+
+
+def load_node_datasets(node_dir: Path) -> list[str]:
+    return NodeStore.open(node_dir).dataset_ids()
 
 
 def test_dataset_scoped_requests_reach_only_the_holders(federation: Federation,
