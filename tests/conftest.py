@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,16 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, cohort: Cohort) -> Path:
                    metadata=cohort.metadata, populations=cohort.populations,
                    genes=cohort.genes)
     return node
+
+
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local OIDC issuer on real loopback HTTP with the demo users (alice: ResearcherStatus;
+    bob: accepted terms only; dana: both)."""
+    from genofed.access.identity.issuer import LocalIssuer
+
+    with LocalIssuer.running(tmp_path_factory.mktemp("issuer") / "issuer") as running:
+        yield running
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,21 @@ class Cohort:
     @property
     def genes(self) -> Path:
         return self.dir / "genes.bed"
+
+
+def trust_issuer(node_dir: Path, issuer: Any) -> None:
+    """Configure a node to accept a LocalIssuer's tokens and the visas it signs."""
+    from genofed.config.node import VisaTrust, load_config, save_config
+
+    config = load_config(node_dir)
+    config.access.oidc_issuers = [issuer.url]
+    iss, jku = issuer.visa_trust
+    config.access.trusted_visas = [VisaTrust(iss=iss, jku=jku)]
+    save_config(node_dir, config)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def require_tool(name: str) -> None:

@@ -20,13 +20,13 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from genofed.access.identity.issuer import LocalIssuer
-from genofed.config.node import VisaTrust, init_node, load_config, save_config
+from genofed.config.node import init_node
 from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
 from genofed.sim import simulate_cohort
 from genofed.sim.cohort import CohortSummary
 
-from support import SHARED
+from support import SHARED, bearer, trust_issuer
 
 STANDARDS = SHARED / "standards" / "beacon-v2"  # ../shared beside the repository
 UPSTREAM = "https://raw.githubusercontent.com/ga4gh-beacon/beacon-v2/main/"
@@ -146,22 +146,6 @@ DATASETS = {
 
 
 @pytest.fixture(scope="session")
-def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIssuer]:
-    """A local OIDC issuer on loopback with the demo users (alice: ResearcherStatus)."""
-    with LocalIssuer.running(tmp_path_factory.mktemp("issuer") / "issuer") as running:
-        yield running
-
-
-def trust_issuer(node_dir: Path, issuer: LocalIssuer) -> None:
-    """Configure a node to accept the issuer's tokens and visas."""
-    config = load_config(node_dir)
-    config.access.oidc_issuers = [issuer.url]
-    iss, jku = issuer.visa_trust
-    config.access.trusted_visas = [VisaTrust(iss=iss, jku=jku)]
-    save_config(node_dir, config)
-
-
-@pytest.fixture(scope="session")
 def beacon_node(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> BeaconNode:
     root = tmp_path_factory.mktemp("beacon")
     node_dir = root / "node"
@@ -178,10 +162,6 @@ def beacon_node(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -
                        genes=genes)
         cohorts[dataset_id] = summary
     return BeaconNode(node_dir, cohorts, issuer)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="session")

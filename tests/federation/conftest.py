@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from genofed.access.identity.issuer import LocalIssuer
-from genofed.config.node import NodePaths, VisaTrust, init_node, load_config, save_config
+from genofed.config.node import NodePaths, init_node, load_config
 from genofed.federation.hub import create_hub_app
 from genofed.federation.network import (
     Member,
@@ -43,7 +43,7 @@ from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
 from genofed.sim import simulate_cohort
 
-from support import REPO, require_tool
+from support import REPO, bearer, require_tool, trust_issuer
 
 FLOOR = 5
 #: node id -> (country, samples taken from the pooled cohort, dataset id, access tier)
@@ -95,25 +95,6 @@ def served(app: Any, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIssuer]:
-    """A local OIDC issuer on loopback with the demo users (alice holds ResearcherStatus)."""
-    with LocalIssuer.running(tmp_path_factory.mktemp("issuer") / "issuer") as running:
-        yield running
-
-
-def trust(node_dir: Path, issuer: LocalIssuer) -> None:
-    config = load_config(node_dir)
-    iss, jku = issuer.visa_trust
-    access = config.access.model_copy(update={"oidc_issuers": [issuer.url],
-                                              "trusted_visas": [VisaTrust(iss=iss, jku=jku)]})
-    save_config(node_dir, config.model_copy(update={"access": access}))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -188,7 +169,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory,
         start += count
         node_dir = root / node_id
         init_node(node_dir, node_id=node_id, country=country)
-        trust(node_dir, issuer)
+        trust_issuer(node_dir, issuer)
         vcf, packets, metadata = _split(pooled, root, names, node_id, dataset, tier)
         ingest_dataset(node_dir, dataset, vcf, phenopackets=packets, metadata=metadata)
         if node_id == "fi-a":

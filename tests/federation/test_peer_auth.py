@@ -35,7 +35,8 @@ from genofed.federation.network import (
 from genofed.federation.signatures import PeerRefused, PeerSigner, PeerVerifier
 from genofed.server.app import create_app
 
-from conftest import Federation, bearer, free_port, served, trust
+from conftest import Federation, free_port, served
+from support import bearer, trust_issuer
 
 R = "framework/json/responses/"
 BUDGET = 40
@@ -80,7 +81,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> It
     root = tmp_path_factory.mktemp("auth")
     node_dir = root / "auth-node"
     init_node(node_dir, node_id="auth-node", country="NL")
-    trust(node_dir, issuer)
+    trust_issuer(node_dir, issuer)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     network_file = root / "network.toml"

@@ -122,6 +122,19 @@ class BeaconQuery:
     def page_size(self) -> int:
         return self.limit or MAX_LIMIT
 
+    def requested_datasets(self) -> list[str] | None:
+        """Dataset ids the query names, in the forms Beacons accept (None: all datasets)."""
+        raw = self.parameters.get("datasets", self.parameters.get("datasetIds"))
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            return [r.strip() for r in raw.split(",") if r.strip()]
+        if isinstance(raw, list) and all(isinstance(r, str) for r in raw):
+            return list(raw)
+        if isinstance(raw, dict) and isinstance(raw.get("datasetIds"), list):
+            return [str(r) for r in raw["datasetIds"]]
+        raise BeaconRequestError("requestParameters.datasets must be a list of dataset ids")
+
     def summary(self) -> dict[str, Any]:
         """`receivedRequestSummary` (requestParameters are keyed by entity, as the schema's
         `additionalProperties: object` wants)."""

@@ -19,7 +19,6 @@ from genofed.beacon import entities
 from genofed.beacon.access import Requester, granted_granularity
 from genofed.beacon.disclosure import DisclosedCount, disclose
 from genofed.beacon.errors import (
-    BeaconRequestError,
     ForbiddenError,
     NotFoundError,
     UnsupportedQueryError,
@@ -94,19 +93,6 @@ class BeaconService:
 
         return {normalize_contig(c) for d in self.store.datasets() for c in d.contigs}
 
-    @staticmethod
-    def _requested_datasets(query: BeaconQuery) -> list[str] | None:
-        raw = query.parameters.get("datasets", query.parameters.get("datasetIds"))
-        if raw is None:
-            return None
-        if isinstance(raw, str):
-            return [r.strip() for r in raw.split(",") if r.strip()]
-        if isinstance(raw, list) and all(isinstance(r, str) for r in raw):
-            return list(raw)
-        if isinstance(raw, dict) and isinstance(raw.get("datasetIds"), list):
-            return [str(r) for r in raw["datasetIds"]]
-        raise BeaconRequestError("requestParameters.datasets must be a list of dataset ids")
-
     def _variant_query(self, query: BeaconQuery, scope: Scope) -> VariantQuery:
         contigs = self.known_contigs()
         if scope.variant_id is not None:
@@ -122,7 +108,7 @@ class BeaconService:
         plan = plan_filters(query.filters)
         warnings.extend(plan.warnings)
         variants = self._variant_query(query, scope)
-        datasets = self.datasets(scope.dataset_id, self._requested_datasets(query))
+        datasets = self.datasets(scope.dataset_id, query.requested_datasets())
         if variants.gene_id is not None:
             without = [d.id for d in datasets if not d.has_gene_table]
             if len(without) == len(datasets):
@@ -130,7 +116,7 @@ class BeaconService:
                                             "(`genofed ingest --genes`); the datasets queried "
                                             "have none")
             warnings.extend(f"dataset {d}: no gene table, so no geneId matches" for d in without)
-        named = scope.dataset_id is not None or bool(self._requested_datasets(query))
+        named = scope.dataset_id is not None or bool(query.requested_datasets())
         answers = []
         for dataset in datasets:
             # Records of a controlled dataset the caller named: all or nothing (403).

@@ -63,20 +63,6 @@ def entity_of(path: str) -> str:
     return _ENTITY[segments[-1]]
 
 
-def requested_datasets(query: BeaconQuery) -> list[str] | None:
-    """Dataset ids a query names, in the forms a node accepts (None: all datasets)."""
-    raw = query.parameters.get("datasets", query.parameters.get("datasetIds"))
-    if raw is None:
-        return None
-    if isinstance(raw, str):
-        return [r.strip() for r in raw.split(",") if r.strip()]
-    if isinstance(raw, list) and all(isinstance(r, str) for r in raw):
-        return list(raw)
-    if isinstance(raw, dict) and isinstance(raw.get("datasetIds"), list):
-        return [str(r) for r in raw["datasetIds"]]
-    raise BeaconRequestError("requestParameters.datasets must be a list of dataset ids")
-
-
 def _without_datasets(parameters: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in parameters.items() if k not in ("datasets", "datasetIds")}
     for key, value in out.items():
@@ -175,7 +161,7 @@ class Hub:
         query, body = await self._parse(request)
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         tail = raw_path.decode("latin-1").removeprefix(PREFIX)
-        requested = requested_datasets(query)
+        requested = query.requested_datasets()
         segments = tail.strip("/").split("/")
         scoped = unquote(segments[1]) if segments[0] in ("datasets", "cohorts") and \
             len(segments) > 1 else None
