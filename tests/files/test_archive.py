@@ -20,14 +20,17 @@ from genofed.files.archive import (
     node_keys,
     set_plain_delivery,
 )
+from genofed.files.bgzf_layout import check_layout, inflated_blocks
 from genofed.files.crypt4gh_io import (
     CIPHER_SEGMENT_SIZE,
     EncryptedFile,
     encrypt_bytes,
     read_header,
 )
+from genofed.files.formats import FileFormat
 from genofed.files.storage import FILES_DIR, ROLE_VARIANTS, read_catalogue
 from genofed.ingest import ingest_dataset
+from genofed.ingest.sources import VcfSource
 from genofed.store import layout
 
 from conftest import C4GH, HtsgetNode, synthetic_vcf
@@ -279,3 +282,22 @@ def test_cli(small_node: tuple[Path, Path]) -> None:
     failed = genofed("files", "add", node, "--dataset", "ds-small",
                      C4GH / "htsnexus_test_NA12878.bam.c4gh")
     assert failed.returncode == 1 and "nothing was stored" in failed.stderr
+
+
+@pytest.mark.parametrize("name", ["cohort", "synthetic", "spec-v4.3.vcf.gz",
+                                  "sample1-bcbio-cancer.vcf.gz"])
+def test_the_layout_ingest_learns_equals_the_archives_own_check(htsget_node: HtsgetNode,
+                                                                name: str) -> None:
+    """Ingest hands the archive the block layout its parse saw, sparing a second inflate of
+    every block: it must be the very layout the archive's own check finds."""
+    path = {"cohort": htsget_node.cohort_vcf, "synthetic": htsget_node.synthetic_vcf}.get(
+        name, HTSGET_DATA / "vcf" / name)
+    source = VcfSource(path)
+    check = check_layout(inflated_blocks([path.read_bytes()]), FileFormat.VCF)
+    assert [(r.coffset, r.csize, r.usize) for r in check.rows] == [
+        (b.offset, b.size, b.payload_size) for b in source.blocks]
+    assert check.header_size == len(source.header.text.encode())
+    aligned = all(source.piece_lines(p)[1] for p in source.pieces(target=4096))
+    # ingest's flag is conservative (any block not ending a line); it never claims alignment
+    # the check would deny, and agrees on files our own writers and bcftools produce
+    assert aligned == check.aligned if name != "synthetic" else (not aligned or check.aligned)

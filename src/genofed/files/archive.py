@@ -33,7 +33,13 @@ from typing import BinaryIO
 
 from genofed.config.node import NodePaths, load_config
 from genofed.files import formats
-from genofed.files.bgzf_layout import block_table, check_layout, inflated_blocks, reencode
+from genofed.files.bgzf_layout import (
+    KnownLayout,
+    block_table,
+    check_layout,
+    inflated_blocks,
+    reencode,
+)
 from genofed.files.crypt4gh_io import (
     MAGIC,
     Crypt4ghError,
@@ -85,7 +91,8 @@ def node_keys(paths: NodePaths) -> KeyPair:
 
 
 def archive_ingested_variants(paths: NodePaths, staging: Path, source: Path,
-                              previous: Path | None) -> CatalogueEntry:
+                              previous: Path | None, *,
+                              layout: KnownLayout | None = None) -> CatalogueEntry:
     """Called by ingest with the version being staged: encrypt the dataset's VCF/BCF (with its
     index if one lies beside it) into `staging/files/`, and carry over from the previous version
     the files added with `genofed files add` and the dataset's delivery setting."""
@@ -95,7 +102,8 @@ def archive_ingested_variants(paths: NodePaths, staging: Path, source: Path,
     name = file_stem(source.name)
     index = next((source.with_name(source.name + s) for s in (".tbi", ".csi")
                   if source.with_name(source.name + s).is_file()), None)
-    entry = archive_file(source, target, name=name, role=ROLE_VARIANTS, keys=keys, index=index)
+    entry = archive_file(source, target, name=name, role=ROLE_VARIANTS, keys=keys, index=index,
+                         layout=layout)
     catalogue = Catalogue([entry])
     if previous is not None:
         before = read_catalogue(previous, keys)
@@ -208,8 +216,9 @@ def file_stem(filename: str) -> str:
 
 # -- archiving one file ---------------------------------------------------------------------------
 def archive_file(source: Path, target_dir: Path, *, name: str, role: str, keys: KeyPair,
-                 index: Path | None = None) -> CatalogueEntry:
-    """Encrypt (or verify and keep) `source` into `target_dir`; see the module docstring."""
+                 index: Path | None = None, layout: KnownLayout | None = None) -> CatalogueEntry:
+    """Encrypt (or verify and keep) `source` into `target_dir`; see the module docstring.
+    `layout`: a bgzipped VCF's block layout when the caller already knows it (ingest)."""
     encrypted = _is_crypt4gh(source)
     upload: EncryptedFile | None = None
     if encrypted:
@@ -233,7 +242,8 @@ def archive_file(source: Path, target_dir: Path, *, name: str, role: str, keys: 
             reencoded = False
         elif layout_kind == "bgzf":
             plaintext_size, header_size, table, reencoded = _store_bgzf(
-                source, upload, data_path, file_format, keys)
+                source, upload, data_path, file_format, keys,
+                layout if file_format is FileFormat.VCF else None)
         else:  # plain or ordinary-gzip VCF text
             plaintext_size, header_size, table = reencode(
                 _text_chunks(source, upload), data_path, file_format, keys,
@@ -361,8 +371,15 @@ def _store_cram(source: Path, upload: EncryptedFile | None, target: Path,
 
 # -- BGZF -----------------------------------------------------------------------------------------
 def _store_bgzf(source: Path, upload: EncryptedFile | None, target: Path,
-                file_format: FileFormat, keys: KeyPair) -> tuple[int, int, BlockTable, bool]:
+                file_format: FileFormat, keys: KeyPair,
+                layout: KnownLayout | None = None) -> tuple[int, int, BlockTable, bool]:
     """Returns (plaintext size, header size, block table, re-encoded?)."""
+    if upload is None and layout is not None and layout.aligned:
+        with open(target, "wb") as out, Crypt4ghWriter(out, keys.public, keys.secret) as writer:
+            for chunk in _plaintext_chunks(source, None):
+                writer.write(chunk)
+            size = writer.plaintext_size
+        return size, layout.header_size, block_table(layout.rows), False
     if upload is not None:
         shutil.copyfile(source, target)  # check the copy we keep, not the original
         stored = EncryptedFile(target, keys.secret)

@@ -33,6 +33,16 @@ class BlockRow:
     first_record: int = -1
 
 
+@dataclass
+class KnownLayout:
+    """A VCF's layout established by a caller that has already read every block (ingest's
+    parse), so archiving it needs no second pass."""
+
+    rows: list[BlockRow]
+    header_size: int
+    aligned: bool
+
+
 class LayoutCheck:
     """Walks the uncompressed stream block by block: the header's size, where records start, and
     whether any record straddles a block boundary."""

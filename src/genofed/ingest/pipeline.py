@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from genofed import __version__
 from genofed.config.node import NodePaths, load_config
 from genofed.files import archive as files_archive
+from genofed.files.bgzf_layout import BlockRow, KnownLayout
 from genofed.files.crypt4gh_io import KeyPair, encrypt_bytes
 from genofed.ingest.errors import IngestError, InputError
 from genofed.ingest.genes import load_gene_table
@@ -83,6 +84,7 @@ class _PieceResult:
     split_allele: np.ndarray  # per biallelic row: allele index (0 when the record has no ALT)
     ac: np.ndarray  # (rows, groups) int32
     an: np.ndarray  # (rows, groups) int32
+    lines_aligned: bool = False  # every BGZF block of the piece ends at a line end
 
 
 # State shared with forked workers (set before the pool starts; read-only in workers).
@@ -265,7 +267,10 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
                     writes.append(pool.submit(_write_genotype_chunk, len(writes), list(offsets),
                                               n_records, n_samples))
 
-            archived = pool.submit(files_archive.archive_ingested_variants, *archive)
+            # A bgzipped VCF is archived once parsed: the parse has seen every block, so the
+            # archive need not inflate it again. Other inputs are archived alongside the parse.
+            archived = (pool.submit(files_archive.archive_ingested_variants, *archive)
+                        if source.kind != "bgzf-vcf" else None)
             for _ in range(max(1, workers) + 1):
                 parse_next()
             done_bytes = 0
@@ -295,7 +300,14 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
                 write.result()
                 if progress:
                     progress("write", i + 1, len(writes))
-            archived.result()
+            if archived is not None:
+                archived.result()
+            else:
+                known = KnownLayout(
+                    [BlockRow(b.offset, b.size, b.payload_size) for b in source.blocks],
+                    header_size=len(source.header.text.encode()),
+                    aligned=all(r.lines_aligned for r in results))
+                files_archive.archive_ingested_variants(*archive, layout=known)
     except BrokenProcessPool:
         raise IngestError("an ingest worker process died (out of memory?); try fewer "
                           "--workers") from None
@@ -342,10 +354,11 @@ def _parse_piece(piece: Piece) -> _PieceResult:
     membership: np.ndarray = _WORKER_STATE["membership"]  # type: ignore[assignment]
     spill: Path = _WORKER_STATE["spill"]  # type: ignore[assignment]
     n_samples = len(source.header.samples)
+    aligned = False
     if source.kind == "bcf":
         records = _read_bcf(source)
     else:
-        text = source.piece_text(piece)
+        text, aligned = source.piece_lines(piece)
         records = parse_records(text, n_samples, name=source.name,
                                 first_line=1 if piece.index == 0 else None)
     np.save(spill / f"{piece.index}.gt.npy", records.genotypes)
@@ -353,7 +366,7 @@ def _parse_piece(piece: Piece) -> _PieceResult:
     split_record, split_allele, ac, an = _allele_counts(records, membership)
     return _PieceResult(piece.index, len(records), records.contigs, records.contig,
                         records.position, records.ids, records.alleles, records.quality,
-                        records.filters, split_record, split_allele, ac, an)
+                        records.filters, split_record, split_allele, ac, an, aligned)
 
 
 def _allele_counts(records: ParsedRecords,

@@ -144,15 +144,21 @@ class VcfSource:
 
     def piece_text(self, piece: Piece) -> bytes:
         """The complete lines that belong to a piece (the header lines too, for piece 0)."""
+        return self.piece_lines(piece)[0]
+
+    def piece_lines(self, piece: Piece) -> tuple[bytes, bool]:
+        """:meth:`piece_text`, and whether every BGZF block of the piece ends at a line end
+        (what the encrypted archive of the file needs to know, learnt here for free)."""
         if self.kind == "text-vcf":
             assert self.text is not None
-            return self.text[piece.first_block : piece.last_block]
+            return self.text[piece.first_block : piece.last_block], False
         with open(self.path, "rb") as handle:
             data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             parts = [inflate_block(data, b, name=self.name)
                      for b in self.blocks[piece.first_block : piece.last_block]]
             text = b"".join(parts)
+            aligned = all(not p or p.endswith(b"\n") for p in parts)
             if piece.first_block > 0:
                 previous = inflate_block(data, self.blocks[piece.first_block - 1], name=self.name)
                 if previous and not previous.endswith(b"\n"):
@@ -172,7 +178,7 @@ class VcfSource:
                     tail.append(payload)
                     following += 1
                 text += b"".join(tail)
-            return text
+            return text, aligned
         finally:
             data.close()
 
