@@ -2,7 +2,7 @@
 `samtools view` given a ticket URL return exactly what they return with a region on the source
 file, and the `htsget` client from PyPI fetches the same bytes (plain and Crypt4GH-encrypted).
 
-The node and the test-only access stand-ins come from tests/files/conftest.py.
+The node, its login issuer and the callers' passports come from tests/files/conftest.py.
 """
 
 from __future__ import annotations
