@@ -31,14 +31,10 @@ from urllib.parse import urlencode
 from rich.console import Console
 from rich.table import Table
 
+from common import free_port, percentile
+
 WORK = Path(__file__).resolve().parent / "work"
 console = Console()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prepare_node(samples: int, length_mb: float, issuer: Any) -> tuple[Path, Path]:
@@ -135,11 +131,6 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60)
         except OSError:
             time.sleep(0.1)
     raise SystemExit("genofed serve did not start")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def main() -> None:

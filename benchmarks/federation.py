@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from common import free_port, percentile
+
 WORK = Path(__file__).resolve().parent / "work" / "federation"
 console = Console()
 QUERY = {"meta": {"apiVersion": "v2.0"}, "query": {
@@ -43,12 +44,6 @@ QUERY = {"meta": {"apiVersion": "v2.0"}, "query": {
     "requestedGranularity": "count"}}
 TARGET_MS = {3: 10.0, 10: 20.0}
 COUNTRIES = ["FI", "SE", "NO", "DK", "EE", "DE", "NL", "BE", "ES", "PT"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prepare_nodes(count: int, samples: int, length_mb: float) -> list[Path]:
@@ -109,11 +104,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 class Timer:

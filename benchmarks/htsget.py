@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from common import free_port
 
 WORK = Path(__file__).resolve().parent / "work"
 TOKEN = "bench-token"
@@ -82,16 +83,10 @@ def prepare(samples: int, length_mb: float) -> tuple[Path, Path]:
     return cohort / "cohort.vcf.gz", node
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(node: Path) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, __file__, "--serve", str(node), "--port",
                                 str(port)])
     base = f"http://127.0.0.1:{port}"

@@ -3,7 +3,6 @@ thread, answered by an ordinary HTTP client."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
@@ -17,11 +16,7 @@ import uvicorn
 
 from genofed.server.app import create_app
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from support import free_port
 
 
 def _wait(url: str, deadline: float = 30.0) -> None:
@@ -39,7 +34,7 @@ def _wait(url: str, deadline: float = 30.0) -> None:
 @pytest.fixture(scope="module")
 def served(beacon_node: Any) -> Iterator[str]:
     """`genofed serve NODE --port N` as a separate process."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", "from genofed.cli.main import main; main()", "serve",
          str(beacon_node.node_dir), "--host", "127.0.0.1", "--port", str(port)],
@@ -74,7 +69,7 @@ def test_cli_serve_answers_over_http(served: str, schemas: Any) -> None:
 
 
 def test_uvicorn_in_thread_concurrent_clients(beacon_node: Any) -> None:
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(create_app(beacon_node.node_dir), host="127.0.0.1", port=port,
                             log_level="warning")
     server = uvicorn.Server(config)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ import uvicorn
 import htsget
 from genofed.files.crypt4gh_io import KeyPair, decrypt_stream, encode_public_key
 
-from support import HTSGET_DATA, REPO, require_tool
+from support import HTSGET_DATA, REPO, free_port, require_tool
 
 _spec = importlib.util.spec_from_file_location("files_fixtures",
                                                REPO / "tests" / "files" / "conftest.py")
@@ -53,15 +52,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> object:
     return files_fixtures.build_htsget_node(tmp_path_factory.mktemp("htsget-clients"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def server(node: object) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(node.app(), host="127.0.0.1", port=port,  # type: ignore[attr-defined]
                             log_level="warning")
     instance = uvicorn.Server(config)

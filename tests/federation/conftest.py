@@ -11,7 +11,6 @@ import asyncio
 import importlib.util
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -43,7 +42,7 @@ from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
 from genofed.sim import simulate_cohort
 
-from support import REPO, bearer, require_tool, trust_issuer
+from support import REPO, bearer, free_port, require_tool, trust_issuer
 
 FLOOR = 5
 #: node id -> (country, samples taken from the pooled cohort, dataset id, access tier)
@@ -70,11 +69,6 @@ def _load_beacon_conftest() -> Any:
 def schemas() -> Any:
     return _load_beacon_conftest().SchemaValidator()
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

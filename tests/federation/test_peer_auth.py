@@ -35,8 +35,8 @@ from genofed.federation.network import (
 from genofed.federation.signatures import PeerRefused, PeerSigner, PeerVerifier
 from genofed.server.app import create_app
 
-from conftest import Federation, free_port, served
-from support import bearer, trust_issuer
+from conftest import Federation, served
+from support import bearer, free_port, trust_issuer
 
 R = "framework/json/responses/"
 BUDGET = 40

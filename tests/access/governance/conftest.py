@@ -10,7 +10,6 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +28,8 @@ from genofed.access.enforcement import GovernancePolicy
 from genofed.access.models import Base
 from genofed.access.visas import VisaSigner
 from genofed.store.metadata import DatasetMetadata
+
+from support import free_port
 
 NODE_URL = "https://node.example.org"
 SEAL_KEY = b"governance-tests-seal-key-32byte"
@@ -85,11 +86,6 @@ def _postgres_bin() -> Path | None:
                  if (c / "initdb").is_file() and (c / "pg_ctl").is_file()), None)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
@@ -111,7 +107,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     if prefix:
         os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
     data = root / "data"
-    port = _free_port()
+    port = free_port()
     server = PostgresServer("127.0.0.1", port, "genofed", password)
 
     def run(*args: str) -> None:
