@@ -10,6 +10,8 @@ compare-and-set updates of :mod:`genofed.access.dac` wait on the row lock and re
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,9 +112,10 @@ def _create_engine(url: str, dialect: str) -> Engine:
         # Let SQLAlchemy, not the driver, say when transactions begin (see _begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", f"busy_timeout={_SQLITE_BUSY_MS}",
-                       "foreign_keys=ON", "synchronous=NORMAL"):
+        for pragma in (f"busy_timeout={_SQLITE_BUSY_MS}", "foreign_keys=ON",
+                       "synchronous=NORMAL"):
             cursor.execute(f"PRAGMA {pragma}")
+        _enter_wal(cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -121,6 +124,24 @@ def _create_engine(url: str, dialect: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _enter_wal(cursor: Any) -> None:
+    """Switch the database to WAL mode (a no-op once any connection did: the mode is stored in
+    the file). Switching takes an exclusive lock, and SQLite answers "database is locked" at once
+    instead of calling the busy handler when another connection is opening the same new file,
+    so the switch is retried here for as long as the busy timeout allows."""
+    deadline = time.monotonic() + _SQLITE_BUSY_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
