@@ -3,10 +3,11 @@
 Two parallel phases over a process pool (fork):
 
 1. each worker inflates and parses one piece of the VCF, computes allele counts for every group
-   (all, female, male, each population) with one matrix product, and spills the piece's genotypes
-   to the staging directory as .npy;
-2. once the pieces' variant counts are known, workers gather rows into Zarr chunks (variants x
-   samples) and compress and write them.
+   (all, female, male, each population) by counting per sample class (samples alike in every
+   group) in C, and spills the piece's genotypes to the staging directory as .npy;
+2. as soon as the pieces covering a Zarr chunk (variants x samples) are parsed, a worker gathers
+   its rows, compresses and writes it, and the spills no longer needed are deleted (so the
+   kernel reuses their memory instead of finding fresh pages).
 
 Everything is written to a staging directory and published by an atomic rename
 (:mod:`genofed.store.layout`): a failure at any point, SIGKILL included, leaves the node as it was.
@@ -21,6 +22,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -39,11 +41,20 @@ from genofed.config.node import NodePaths, load_config
 from genofed.files import archive as files_archive
 from genofed.files.bgzf_layout import BlockRow, KnownLayout
 from genofed.files.crypt4gh_io import KeyPair, encrypt_bytes
+from genofed.ingest import _calls
 from genofed.ingest.errors import IngestError, InputError
 from genofed.ingest.genes import load_gene_table
 from genofed.ingest.phenopackets import Individual, load_phenopackets
 from genofed.ingest.sources import Piece, VcfSource
-from genofed.ingest.vcf_records import PLOIDY, ParsedRecords, PieceLineError, parse_records
+from genofed.ingest.vcf_records import (
+    FLAG_NEGATIVE,
+    FLAG_UNPHASED,
+    PLOIDY,
+    ParsedRecords,
+    PieceLineError,
+    call_flags,
+    parse_records,
+)
 from genofed.ontology.hpo import hpo
 from genofed.store import individuals as individuals_table
 from genofed.store import layout, zarr_v2
@@ -84,7 +95,13 @@ class _PieceResult:
     split_allele: np.ndarray  # per biallelic row: allele index (0 when the record has no ALT)
     ac: np.ndarray  # (rows, groups) int32
     an: np.ndarray  # (rows, groups) int32
+    flags: np.ndarray  # per record: FLAG_NEGATIVE | FLAG_UNPHASED (which chunks need writing)
     lines_aligned: bool = False  # every BGZF block of the piece ends at a line end
+
+    @property
+    def phase_spilled(self) -> bool:
+        """Whether the phase flags were spilled (they are not when every call is phased)."""
+        return bool((self.flags & FLAG_UNPHASED).any())
 
 
 # State shared with forked workers (set before the pool starts; read-only in workers).
@@ -238,7 +255,8 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
     spill = staging / "spill"
     spill.mkdir()
     pieces = source.pieces()
-    _WORKER_STATE.update(source=source, membership=membership, spill=spill)
+    _WORKER_STATE.update(source=source, membership=membership, spill=spill,
+                         classes=_sample_classes(membership))
     context = multiprocessing.get_context("fork")
     estimated = sum(b.payload_size for b in source.blocks) or 1
     results: list[_PieceResult] = []
@@ -256,6 +274,7 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
             parsing: deque[tuple[Piece, Future[_PieceResult]]] = deque()
             writes: list[Future[None]] = []
             offsets = [0]
+            spills = _SpillTracker(spill)
 
             def parse_next() -> None:
                 piece = next(queue, None)
@@ -264,8 +283,10 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
 
             def write_chunks(upto: int, n_records: int) -> None:
                 while len(writes) * VARIANT_CHUNK < upto:
-                    writes.append(pool.submit(_write_genotype_chunk, len(writes), list(offsets),
-                                              n_records, n_samples))
+                    chunk = len(writes)
+                    plan = _chunk_plan(chunk, offsets, results, n_records)
+                    writes.append(pool.submit(_write_genotype_chunk, plan, n_samples))
+                    spills.release_when_done(writes[-1], [f.piece for f in plan.fragments])
 
             # A bgzipped VCF is archived once parsed: the parse has seen every block, so the
             # archive need not inflate it again. Other inputs are archived alongside the parse.
@@ -284,6 +305,7 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
                     raise InputError(source.name, err.problem, line=line, field=err.field) from None
                 results.append(result)
                 offsets.append(offsets[-1] + result.n_records)
+                spills.expect(result.index, _chunks_overlapping(offsets[-2], offsets[-1]))
                 parse_next()
                 complete = offsets[-1] // VARIANT_CHUNK * VARIANT_CHUNK
                 write_chunks(complete, offsets[-1])
@@ -352,25 +374,45 @@ def _keep_freed_memory() -> None:
 def _parse_piece(piece: Piece) -> _PieceResult:
     source: VcfSource = _WORKER_STATE["source"]  # type: ignore[assignment]
     membership: np.ndarray = _WORKER_STATE["membership"]  # type: ignore[assignment]
+    classes: _SampleClasses = _WORKER_STATE["classes"]  # type: ignore[assignment]
     spill: Path = _WORKER_STATE["spill"]  # type: ignore[assignment]
     n_samples = len(source.header.samples)
     aligned = False
     if source.kind == "bcf":
         records = _read_bcf(source)
     else:
-        text, aligned = source.piece_lines(piece)
-        records = parse_records(text, n_samples, name=source.name,
+        parts, aligned = source.piece_parts(piece)
+        records = parse_records(parts, n_samples, name=source.name,
                                 first_line=1 if piece.index == 0 else None)
+        del parts
     np.save(spill / f"{piece.index}.gt.npy", records.genotypes)
-    np.save(spill / f"{piece.index}.ph.npy", records.phased)
-    split_record, split_allele, ac, an = _allele_counts(records, membership)
+    if (records.flags & FLAG_UNPHASED).any():
+        np.save(spill / f"{piece.index}.ph.npy", records.phased)
+    split_record, split_allele, ac, an = _allele_counts(records, membership, classes)
     return _PieceResult(piece.index, len(records), records.contigs, records.contig,
                         records.position, records.ids, records.alleles, records.quality,
-                        records.filters, split_record, split_allele, ac, an, aligned)
+                        records.filters, split_record, split_allele, ac, an, records.flags,
+                        aligned)
 
 
-def _allele_counts(records: ParsedRecords,
-                   membership: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class _SampleClasses:
+    """Samples grouped by the allele-count groups they belong to (e.g. female x CEU): counting
+    per class and summing classes into groups touches each call once, whatever the groups."""
+
+    of_sample: np.ndarray  # int32 per sample: its class
+    groups: np.ndarray  # (classes x groups) int64 0/1: which groups a class belongs to
+
+
+def _sample_classes(membership: np.ndarray) -> _SampleClasses:
+    if membership.shape[0] == 0:
+        return _SampleClasses(np.empty(0, np.int32), np.ones((1, membership.shape[1]), np.int64))
+    groups, of_sample = np.unique(membership, axis=0, return_inverse=True)
+    return _SampleClasses(of_sample.reshape(-1).astype(np.int32), groups.astype(np.int64))
+
+
+def _allele_counts(records: ParsedRecords, membership: np.ndarray, classes: _SampleClasses,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """AC and AN per biallelic row and group, as `bcftools norm -m- | +fill-tags` counts them."""
     gt = records.genotypes
     n = len(records)
@@ -384,28 +426,24 @@ def _allele_counts(records: ParsedRecords,
     if gt.shape[1] == 0 or n == 0:
         zeros = np.zeros((len(split_record), groups), dtype=np.int32)
         return split_record, split_allele.astype(np.int8), zeros, zeros.copy()
-    # Group sums as one float32 matrix product over (records x calls): exact below 2**24, and
-    # far faster than integer reductions over the tiny ploidy axis.
-    per_call = np.repeat(membership, PLOIDY, axis=0)
-    flat = gt.reshape(n, -1)
-    # Common case first: with no missing or haploid calls and at most one ALT, the allele indexes
-    # themselves are the alt counts and every call counts towards AN.
-    simple = (flat.min(axis=1) >= 0) & (n_alts <= 1)
-    an_records = np.broadcast_to(np.rint(per_call.sum(axis=0)).astype(np.int32),
-                                 (n, groups)).copy()
-    ac_first = np.rint(flat.astype(np.float32) @ per_call).astype(np.int32)
-    rest = np.flatnonzero(~simple)
-    if len(rest):
-        sub = flat[rest]
-        an_records[rest] = np.rint((sub >= 0).astype(np.float32) @ per_call).astype(np.int32)
-        ac_first[rest] = np.rint((sub == 1).astype(np.float32) @ per_call).astype(np.int32)
-    an = an_records[split_record]
+    n_samples = gt.shape[1]
+    n_classes = len(classes.groups)
+    # per record and class: [calls of allele 1, called alleles]
+    counts = np.empty((n, n_classes, 2), dtype=np.int32)
+    _calls.count_alleles(np.ascontiguousarray(gt), n_samples, classes.of_sample, n_classes,
+                         counts)
+    ac_first = (counts[:, :, 0] @ classes.groups).astype(np.int32)
+    an = (counts[:, :, 1] @ classes.groups).astype(np.int32)[split_record]
     ac = ac_first[split_record]
     ac[split_allele == 0] = 0
-    for r in np.flatnonzero(n_alts > 1):
-        for allele in range(2, int(n_alts[r]) + 1):
-            hits = (flat[r] == allele).astype(np.float32)
-            ac[starts[r] + allele - 1] = np.rint(hits @ per_call).astype(np.int32)
+    multi = np.flatnonzero(n_alts > 1)
+    if len(multi):
+        per_call = np.repeat(membership, PLOIDY, axis=0)
+        for r in multi:
+            flat = gt[r].reshape(-1)
+            for allele in range(2, int(n_alts[r]) + 1):
+                hits = (flat == allele).astype(np.float32)
+                ac[starts[r] + allele - 1] = np.rint(hits @ per_call).astype(np.int32)
     return split_record, split_allele.astype(np.int8), ac, an
 
 
@@ -453,6 +491,7 @@ def _read_bcf(source: VcfSource) -> ParsedRecords:
     out.genotypes = (np.stack(calls) if calls
                      else np.empty((0, n_samples, PLOIDY), dtype=np.int8))
     out.phased = np.stack(phases) if phases else np.empty((0, n_samples), dtype=bool)
+    out.flags = call_flags(out.genotypes, out.phased)
     return out
 
 
@@ -552,36 +591,140 @@ def _write_variant_arrays(group: Path, source: VcfSource, results: list[_PieceRe
 CALL_ARRAYS = ("call_genotype", "call_genotype_mask", "call_genotype_phased")
 
 
-def _write_genotype_chunk(chunk: int, offsets: list[int], n_records: int, n_samples: int) -> None:
-    spill: Path = _WORKER_STATE["spill"]  # type: ignore[assignment]
-    group = spill.parent / "genotypes.zarr"
+@dataclass(frozen=True)
+class _Fragment:
+    """Rows `start:stop` of a piece's spill, landing at row `at` of a chunk."""
+
+    piece: int
+    start: int
+    stop: int
+    at: int
+    phase_spilled: bool
+
+
+@dataclass(frozen=True)
+class _ChunkPlan:
+    chunk: int
+    rows: int
+    fragments: list[_Fragment]
+    negative: bool  # some allele is missing or absent: the mask chunk is needed
+    unphased: bool  # some call is unphased: the phase chunk is not all True
+
+
+def _chunks_overlapping(start: int, stop: int) -> int:
+    """How many variant chunks hold rows `start:stop` (0 for none)."""
+    return 0 if stop <= start else (stop - 1) // VARIANT_CHUNK - start // VARIANT_CHUNK + 1
+
+
+def _chunk_plan(chunk: int, offsets: list[int], results: list[_PieceResult],
+                n_records: int) -> _ChunkPlan:
     lo = chunk * VARIANT_CHUNK
     hi = min(lo + VARIANT_CHUNK, n_records)
-    calls: list[np.ndarray] = []
-    phases: list[np.ndarray] = []
-    for piece, (start, stop) in enumerate(itertools.pairwise(offsets)):
+    fragments = []
+    flags = 0
+    for index, (start, stop) in enumerate(itertools.pairwise(offsets)):
         if stop <= lo or start >= hi:
             continue
         a, b = max(lo, start) - start, min(hi, stop) - start
-        calls.append(np.load(spill / f"{piece}.gt.npy", mmap_mode="r")[a:b])
-        phases.append(np.load(spill / f"{piece}.ph.npy", mmap_mode="r")[a:b])
-    block = np.concatenate(calls) if len(calls) > 1 else np.asarray(calls[0])
-    phase = np.concatenate(phases) if len(phases) > 1 else np.asarray(phases[0])
+        result = results[index]
+        fragments.append(_Fragment(result.index, a, b, start + a - lo, result.phase_spilled))
+        flags |= int(np.bitwise_or.reduce(result.flags[a:b])) if b > a else 0
+    return _ChunkPlan(chunk, hi - lo, fragments, bool(flags & FLAG_NEGATIVE),
+                      bool(flags & FLAG_UNPHASED))
+
+
+class _SpillTracker:
+    """Deletes a piece's spill once every chunk holding its rows is written (the parent sets
+    how many chunks that is when the piece is parsed, before any of them is submitted)."""
+
+    def __init__(self, spill: Path) -> None:
+        self.spill = spill
+        self.pending: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def expect(self, piece: int, chunks: int) -> None:
+        with self.lock:
+            self.pending[piece] = chunks
+        if chunks == 0:
+            self._delete(piece)
+
+    def release_when_done(self, write: Future[None], pieces: list[int]) -> None:
+        def done(future: Future[None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                return  # the staging directory goes as a whole
+            for piece in pieces:
+                with self.lock:
+                    self.pending[piece] -= 1
+                    finished = self.pending[piece] == 0
+                if finished:
+                    self._delete(piece)
+
+        write.add_done_callback(done)
+
+    def _delete(self, piece: int) -> None:
+        for suffix in ("gt", "ph"):
+            (self.spill / f"{piece}.{suffix}.npy").unlink(missing_ok=True)
+
+
+# Per-worker buffers reused from chunk to chunk (fresh pages are costly; see _keep_freed_memory),
+# and the encoded all-True phase chunk of each shape.
+_SCRATCH: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
+_ALL_PHASED: dict[tuple[int, int], bytes] = {}
+
+
+def _scratch(shape: tuple[int, ...], dtype: type, name: str) -> np.ndarray:
+    key = (shape, name)
+    array = _SCRATCH.get(key)
+    if array is None:
+        array = _SCRATCH[key] = np.empty(shape, dtype=dtype)
+    return array
+
+
+def _write_genotype_chunk(plan: _ChunkPlan, n_samples: int) -> None:
+    spill: Path = _WORKER_STATE["spill"]  # type: ignore[assignment]
+    group = spill.parent / "genotypes.zarr"
+    calls = [np.load(spill / f"{f.piece}.gt.npy", mmap_mode="r") for f in plan.fragments]
+    phases = [np.load(spill / f"{f.piece}.ph.npy", mmap_mode="r") if f.phase_spilled else None
+              for f in plan.fragments]
     g_chunks = (VARIANT_CHUNK, SAMPLE_CHUNK, PLOIDY)
     for j, s0 in enumerate(range(0, max(n_samples, 1), SAMPLE_CHUNK)):
-        part = block[:, s0 : s0 + SAMPLE_CHUNK]
-        zarr_v2.write_chunk(group / "call_genotype", (chunk, j, 0), part, g_chunks, -1,
+        s1 = min(s0 + SAMPLE_CHUNK, n_samples)
+        # Chunks are stored whole, edges padded with the fill value: gathered in place.
+        whole = _scratch(g_chunks, np.int8, "calls")
+        part = whole[: plan.rows, : s1 - s0]
+        if part.shape != whole.shape:
+            whole.fill(-1)
+        for fragment, source in zip(plan.fragments, calls, strict=True):
+            part[fragment.at : fragment.at + fragment.stop - fragment.start] = \
+                source[fragment.start : fragment.stop, s0:s1]
+        zarr_v2.write_chunk(group / "call_genotype", (plan.chunk, j, 0), whole, g_chunks, -1,
                             zarr_v2.GENOTYPE_CODEC)
         # An absent chunk reads as the fill value (False), so all-False chunks are not written:
         # most masks are, and so are the phase flags of unphased callsets.
-        mask = part < 0
-        if mask.any():
-            zarr_v2.write_chunk(group / "call_genotype_mask", (chunk, j, 0), mask, g_chunks,
-                                False, zarr_v2.GENOTYPE_CODEC)
-        phase_part = phase[:, s0 : s0 + SAMPLE_CHUNK]
+        if plan.negative:
+            mask = part < 0
+            if mask.any():
+                zarr_v2.write_chunk(group / "call_genotype_mask", (plan.chunk, j, 0), mask,
+                                    g_chunks, False, zarr_v2.GENOTYPE_CODEC)
+        phase_path = group / "call_genotype_phased"
+        if not plan.unphased:  # all True: the same bytes for every chunk of this shape
+            shape = (plan.rows, s1 - s0)
+            payload = _ALL_PHASED.get(shape)
+            if payload is None:
+                payload = _ALL_PHASED[shape] = zarr_v2.encode_chunk(
+                    np.ones(shape, dtype=bool), g_chunks[:2], False, zarr_v2.GENOTYPE_CODEC)
+            zarr_v2.write_payload(phase_path, (plan.chunk, j), payload)
+            continue
+        phase_part = _scratch((plan.rows, s1 - s0), bool, "phased")
+        for fragment, phase_source in zip(plan.fragments, phases, strict=True):
+            rows = slice(fragment.at, fragment.at + fragment.stop - fragment.start)
+            if phase_source is None:
+                phase_part[rows] = True
+            else:
+                phase_part[rows] = phase_source[fragment.start : fragment.stop, s0:s1]
         if phase_part.any():
-            zarr_v2.write_chunk(group / "call_genotype_phased", (chunk, j), phase_part,
-                                g_chunks[:2], False, zarr_v2.GENOTYPE_CODEC)
+            zarr_v2.write_chunk(phase_path, (plan.chunk, j), phase_part, g_chunks[:2], False,
+                                zarr_v2.GENOTYPE_CODEC)
 
 
 SITE_FIXED_COLUMNS = ("contig", "pos", "end", "id", "ref", "alt", "variant_index",

@@ -11,6 +11,7 @@ import gzip
 import itertools
 import mmap
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,41 +145,39 @@ class VcfSource:
 
     def piece_text(self, piece: Piece) -> bytes:
         """The complete lines that belong to a piece (the header lines too, for piece 0)."""
-        return self.piece_lines(piece)[0]
+        return b"".join(self.piece_parts(piece)[0])
 
-    def piece_lines(self, piece: Piece) -> tuple[bytes, bool]:
-        """:meth:`piece_text`, and whether every BGZF block of the piece ends at a line end
-        (what the encrypted archive of the file needs to know, learnt here for free)."""
+    def piece_parts(self, piece: Piece) -> tuple[Sequence[bytes | memoryview], bool]:
+        """:meth:`piece_text` as the inflated blocks that hold it, in order (the parser reads
+        them as one text, so they are never copied into one), and whether every BGZF block of
+        the piece ends at a line end (what the encrypted archive of the file needs to know,
+        learnt here for free)."""
         if self.kind == "text-vcf":
             assert self.text is not None
-            return self.text[piece.first_block : piece.last_block], False
+            return [memoryview(self.text)[piece.first_block : piece.last_block]], False
         with open(self.path, "rb") as handle:
             data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             parts = [inflate_block(data, b, name=self.name)
                      for b in self.blocks[piece.first_block : piece.last_block]]
-            text = b"".join(parts)
             aligned = all(not p or p.endswith(b"\n") for p in parts)
             if piece.first_block > 0:
                 previous = inflate_block(data, self.blocks[piece.first_block - 1], name=self.name)
                 if previous and not previous.endswith(b"\n"):
                     # The first line began in the previous piece, which parses it.
-                    nl = text.find(b"\n")
-                    text = b"" if nl < 0 else text[nl + 1 :]
-            if text and not text.endswith(b"\n"):
+                    parts = _after_first_newline(parts)
+            if parts and not parts[-1].endswith(b"\n"):
                 # Finish the last line from the following blocks.
                 following = piece.last_block
-                tail: list[bytes] = []
                 while following < len(self.blocks):
                     payload = inflate_block(data, self.blocks[following], name=self.name)
                     nl = payload.find(b"\n")
                     if nl >= 0:
-                        tail.append(payload[: nl + 1])
+                        parts.append(payload[: nl + 1])
                         break
-                    tail.append(payload)
+                    parts.append(payload)
                     following += 1
-                text += b"".join(tail)
-            return text, aligned
+            return parts, aligned
         finally:
             data.close()
 
@@ -192,3 +191,13 @@ class VcfSource:
     def _bounds(self, index: int) -> tuple[int, int]:
         piece = self.pieces()[index]
         return piece.first_block, piece.last_block
+
+
+def _after_first_newline(parts: list[bytes]) -> list[bytes]:
+    """`parts` without everything up to and including the first newline they hold."""
+    for i, part in enumerate(parts):
+        nl = part.find(b"\n")
+        if nl >= 0:
+            rest = part[nl + 1 :]
+            return ([rest] if rest else []) + parts[i + 1 :]
+    return []

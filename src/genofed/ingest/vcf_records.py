@@ -1,14 +1,17 @@
 """VCF records (text) to arrays, vectorised over samples.
 
 htslib-based readers spend ~160 µs per record unpacking 2,500 genotypes one by one; plink2 parses
-the same text in C with threads. To stay within reach of plink2 this parser walks the fixed columns
-in Python (cheap: a few `bytes.find` calls per line) and decodes the sample columns with numpy:
+the same text in C with threads. To stay within reach of plink2 the sample columns never go
+through Python objects:
 
-* the common layout — FORMAT `GT` only, every call one digit, separator, one digit — is decoded for
-  many lines at once through 16-bit lookup tables (`"0|"`, `"1\t"`, ...);
-* any other line (more FORMAT fields, haploid calls, multi-digit alleles, missing `.`) goes through
-  a per-line path that is vectorised over samples for single-digit calls and falls back to Python
-  only for the unusual calls themselves.
+* the common layout — FORMAT `GT` only, every call one character, separator, one character — is
+  decoded by a C kernel (:mod:`genofed.ingest._calls`) straight from the inflated BGZF blocks,
+  one pass over the bytes; the fixed columns of all lines are then read at once by Arrow's CSV
+  reader;
+* any other piece goes through a per-line path: the fixed columns are split in Python (a few
+  `bytes.find` calls per line), lines of the common layout are decoded by the same kernel, and
+  the others are vectorised over samples with numpy, falling back to Python only for the unusual
+  calls themselves (more FORMAT fields, haploid calls, multi-digit alleles).
 
 Genotypes follow the VCF Zarr conventions: int8 allele indexes, -1 missing, -2 for the absent second
 allele of a haploid call.
@@ -17,39 +20,24 @@ allele of a haploid call.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from genofed.ingest import _calls
 from genofed.ingest.errors import InputError
 
 PLOIDY = 2
 MISSING = -1
 FILL = -2  # no allele at this ploidy position (haploid call)
-_INVALID = -128
-_TAB, _NL, _COLON, _PIPE, _SLASH, _DOT = 9, 10, 58, 124, 47, 46
+_TAB, _COLON, _PIPE, _SLASH, _DOT = 9, 58, 124, 47, 46
 _MAX_ALLELES = 127
 
 
-def _build_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lookup tables from a little-endian uint16 of two bytes to a decoded value.
-
-    first[b"0|"] = 0 (phase in `phase`), second[b"1\\t"] = 1; _INVALID for anything else.
-    """
-    first = np.full(65536, _INVALID, dtype=np.int8)
-    second = np.full(65536, _INVALID, dtype=np.int8)
-    phase = np.zeros(65536, dtype=bool)
-    alleles = [(ord(str(d)), d) for d in range(10)] + [(_DOT, MISSING)]
-    for byte, value in alleles:
-        for sep in (_PIPE, _SLASH):
-            key = byte | (sep << 8)
-            first[key] = value
-            phase[key] = sep == _PIPE
-        second[byte | (_TAB << 8)] = value
-    return first, second, phase
-
-
-_FIRST, _SECOND, _PHASE = _build_tables()
+#: Per-record flags (:attr:`ParsedRecords.flags`).
+FLAG_NEGATIVE = 1  # some allele is missing (-1) or absent (-2): the genotype mask is not all False
+FLAG_UNPHASED = 2  # some call is unphased: the phase flags are not all True
 
 
 @dataclass
@@ -65,9 +53,21 @@ class ParsedRecords:
     filters: list[list[str]] = field(default_factory=list)
     genotypes: np.ndarray = field(default_factory=lambda: np.empty((0, 0, PLOIDY), np.int8))
     phased: np.ndarray = field(default_factory=lambda: np.empty((0, 0), bool))
+    #: uint8 per record: FLAG_NEGATIVE | FLAG_UNPHASED, so that writers can skip all-fill chunks
+    flags: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint8))
 
     def __len__(self) -> int:
         return len(self.position)
+
+
+def call_flags(genotypes: np.ndarray, phased: np.ndarray) -> np.ndarray:
+    """:attr:`ParsedRecords.flags` computed from the arrays (for records not read by the kernel)."""
+    n = len(genotypes)
+    if n == 0 or genotypes.shape[1] == 0:
+        return np.zeros(n, dtype=np.uint8)
+    flags = np.where((genotypes.reshape(n, -1) < 0).any(axis=1), FLAG_NEGATIVE, 0)
+    flags |= np.where(phased.all(axis=1), 0, FLAG_UNPHASED)
+    return flags.astype(np.uint8)
 
 
 class _LineError(Exception):
@@ -78,16 +78,20 @@ class _LineError(Exception):
         self.field = field
 
 
-def parse_records(text: bytes, n_samples: int, *, name: str,
+def parse_records(parts: Sequence[bytes | memoryview], n_samples: int, *, name: str,
                   first_line: int | None) -> ParsedRecords:
-    """Parse complete VCF record lines (header lines, if any, are skipped).
+    """Parse complete VCF record lines, given as consecutive pieces of one text (e.g. inflated
+    BGZF blocks; a line may span pieces). Header lines at the start, if any, are skipped.
 
-    ``first_line`` is the file line number of the first line in ``text`` when known; errors then
-    name it, otherwise they name the byte offset within the piece and the caller adds context.
+    ``first_line`` is the file line number of the first line of the text when known; errors then
+    name it, otherwise they name the line within the text and the caller adds context.
     """
     try:
-        bulk = _parse_bulk(text, n_samples)
-        return bulk if bulk is not None else _parse(text, n_samples)
+        bulk = _parse_bulk(parts, n_samples)
+        if bulk is not None:
+            return bulk
+        return _parse(parts[0] if len(parts) == 1 and isinstance(parts[0], bytes)
+                      else b"".join(parts), n_samples)
     except _LineError as err:
         if first_line is not None:
             raise InputError(name, err.problem, line=first_line + err.index,
@@ -111,12 +115,12 @@ class PieceLineError(Exception):
 _FIXED_NAMES = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
 
-def _parse_bulk(buf: bytes, n_samples: int) -> ParsedRecords | None:
+def _parse_bulk(parts: Sequence[bytes | memoryview], n_samples: int) -> ParsedRecords | None:
     """The fast path for a piece whose every record has FORMAT `GT` and one-character calls.
 
-    Each line's sample columns are then exactly its last 4N-1 bytes, so finding the newline gives
-    everything; the fixed columns of all lines are parsed at once by Arrow's CSV reader. Returns
-    None for anything unexpected, and the general parser (which names the line at fault) runs.
+    The C kernel decodes the sample columns and hands back the fixed columns of every line, which
+    Arrow's CSV reader parses at once. Returns None for anything unexpected, and the general
+    parser (which names the line at fault) runs.
     """
     if not n_samples:
         return None
@@ -124,31 +128,17 @@ def _parse_bulk(buf: bytes, n_samples: int) -> ParsedRecords | None:
     import pyarrow.compute as pc
     from pyarrow import csv
 
-    fast_len = 4 * n_samples - 1
-    min_jump = 2 * n_samples + 17
-    end = len(buf)
-    find = buf.find
-    pos = 0
-    while pos < end and buf[pos] == 35:  # header lines (first piece only)
-        nl = find(b"\n", pos)
-        pos = end if nl < 0 else nl + 1
-    starts: list[int] = []
-    heads: list[bytes] = []
-    while pos < end:
-        nl = find(b"\n", min(pos + min_jump, end))
-        line_end = end if nl < 0 else nl
-        sample_start = line_end - fast_len
-        if sample_start - 4 <= pos or buf[sample_start - 4 : sample_start] != b"\tGT\t":
-            return None
-        heads.append(buf[pos : sample_start - 4])
-        starts.append(sample_start)
-        pos = line_end + 1
-    n = len(starts)
-    if n == 0:
+    # A line of this layout is at least 4N bytes long, so the text bounds the record count.
+    capacity = sum(len(p) for p in parts) // (4 * n_samples) + 1
+    genotypes = np.empty((capacity, n_samples, PLOIDY), dtype=np.int8)
+    phased = np.empty((capacity, n_samples), dtype=bool)
+    scanned = _calls.scan_gt_lines(parts, n_samples, genotypes, phased)
+    if scanned is None:
         return None
+    n, heads, flag_bytes, top_bytes = scanned
     try:
         table = csv.read_csv(
-            pa.py_buffer(b"\n".join(heads)),
+            pa.py_buffer(heads),
             read_options=csv.ReadOptions(column_names=_FIXED_NAMES, use_threads=False,
                                          block_size=1 << 26),
             parse_options=csv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False,
@@ -185,20 +175,10 @@ def _parse_bulk(buf: bytes, n_samples: int) -> ParsedRecords | None:
             parsed = filter_cache[value] = [] if value == "." else value.split(";")
         filters.append(parsed)
     contig = table.column("CHROM").combine_chunks().dictionary_encode()
-
-    genotypes = np.empty((n, n_samples, PLOIDY), dtype=np.int8)
-    phased = np.empty((n, n_samples), dtype=bool)
-    bad: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    try:
-        _decode_fast(np.frombuffer(buf, dtype=np.uint8), starts, list(range(n)), n_samples,
-                     genotypes, phased, bad)
-    except _LineError:
-        return None
-    if bad:
-        return None
-    top = genotypes.reshape(n, -1).max(axis=1)
+    top = np.frombuffer(top_bytes, dtype=np.int8)
     if (top >= np.fromiter(map(len, alleles), dtype=np.int16, count=n)).any():
         return None
+    kernel_flags = np.frombuffer(flag_bytes, dtype=np.uint8)
     return ParsedRecords(
         contigs=contig.dictionary.to_pylist(),
         contig=contig.indices.to_numpy().astype(np.int32),
@@ -207,8 +187,10 @@ def _parse_bulk(buf: bytes, n_samples: int) -> ParsedRecords | None:
         alleles=alleles,
         quality=quality.astype(np.float32),
         filters=filters,
-        genotypes=genotypes,
-        phased=phased,
+        genotypes=genotypes[:n],
+        phased=phased[:n],
+        # the kernel's bits are a missing allele (1) and an unphased call (2), as ours
+        flags=kernel_flags.copy(),
     )
 
 
@@ -309,7 +291,7 @@ def _parse(buf: bytes, n_samples: int) -> ParsedRecords:
     genotypes = np.empty((row, n_samples, PLOIDY), dtype=np.int8)
     phased = np.empty((row, n_samples), dtype=bool)
     if fast_rows:
-        _decode_fast(view, fast_starts, fast_rows, n_samples, genotypes, phased, slow_rows)
+        _decode_fast(buf, fast_starts, fast_rows, n_samples, genotypes, phased, slow_rows)
     for r, (calls, phase) in slow_rows.items():
         genotypes[r] = calls
         phased[r] = phase
@@ -322,6 +304,7 @@ def _parse(buf: bytes, n_samples: int) -> ParsedRecords:
                              "GT")
     out.genotypes = genotypes
     out.phased = phased
+    out.flags = call_flags(genotypes, phased)
     return out
 
 
@@ -339,49 +322,18 @@ def _line_of_row(buf: bytes, row: int) -> int:
         pos = buf.index(b"\n", pos) + 1
 
 
-def _decode_fast(view: np.ndarray, starts: list[int], rows: list[int], n_samples: int,
+def _decode_fast(buf: bytes, starts: list[int], rows: list[int], n_samples: int,
                  genotypes: np.ndarray, phased: np.ndarray,
                  slow_rows: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
-    """Decode lines whose sample columns are all `a|b` or `a/b` with one-character alleles."""
-    width = 4 * n_samples
-    batch = max(1, (64 << 20) // width)  # bound the temporaries to ~64 MB
-    for b0 in range(0, len(rows), batch):
-        b_starts = starts[b0 : b0 + batch]
-        b_rows = rows[b0 : b0 + batch]
-        n = len(b_starts)
-        contiguous = b_rows[-1] - b_rows[0] == n - 1
-        raw = np.empty((n, width), dtype=np.uint8)
-        for k, s in enumerate(b_starts):
-            raw[k, : width - 1] = view[s : s + width - 1]
-        raw[:, width - 1] = _TAB
-        # Each call is the 4-byte word [allele, separator, allele, tab].
-        quad = raw.reshape(n, n_samples, 4)
-        calls = (genotypes[b_rows[0] : b_rows[0] + n] if contiguous
-                 else np.empty((n, n_samples, PLOIDY), dtype=np.int8))
-        np.subtract(quad[:, :, 0::2], 48, out=calls.view(np.uint8))
-        words = raw.view("<u4").reshape(n, n_samples) & 0xFF00FF00
-        phase = words == 0x09007C00  # '|' then tab
-        allele_ok = calls.view(np.uint8).reshape(n, -1).max(axis=1) <= 9
-        layout_ok = phase.all(axis=1)
-        suspect = np.flatnonzero(~(allele_ok & layout_ok))
-        bad: list[int] = []
-        for row_k in suspect:  # missing '.', unphased '/', or not this layout after all
-            k = int(row_k)
-            u = calls[k].view(np.uint8)
-            seps_ok = (phase[k] | (words[k] == 0x09002F00)).all()
-            if seps_ok and ((u <= 9) | (u == 254)).all():
-                calls[k][u == 254] = MISSING  # '.' - 48 wraps to 254
-            else:
-                bad.append(int(k))
-        if contiguous:  # calls were decoded in place
-            phased[b_rows[0] : b_rows[0] + n] = phase
-        else:
-            index = np.asarray(b_rows)
-            genotypes[index] = calls
-            phased[index] = phase
-        for k in bad:  # e.g. multi-digit alleles that happened to fit the width
-            s = b_starts[k]
-            slow_rows[b_rows[k]] = _parse_samples(view[s : s + width - 1], b"GT", n_samples, -1)
+    """Decode lines whose sample columns (from `starts`) are all `a|b` or `a/b` with
+    one-character alleles into `rows`; lines that are not (e.g. multi-digit alleles that
+    happened to fit the width) are decoded generally into `slow_rows`."""
+    starts_array = np.asarray(starts, dtype=np.int64)
+    for k in _calls.decode_calls(buf, starts_array, np.asarray(rows, dtype=np.int64), n_samples,
+                                 genotypes, phased):
+        s = starts[k]
+        view = np.frombuffer(buf, dtype=np.uint8, count=4 * n_samples - 1, offset=s)
+        slow_rows[rows[k]] = _parse_samples(view, b"GT", n_samples, -1)
 
 
 def _parse_samples(seg: np.ndarray, fmt: bytes, n_samples: int,

@@ -68,14 +68,23 @@ def _json_fill(value: object, dtype: np.dtype) -> object:
 def write_chunk(array_path: Path, coords: Sequence[int], data: np.ndarray,
                 chunks: Sequence[int], fill_value: object, codec: Blosc = DEFAULT_CODEC) -> None:
     """Write one chunk; `data` may be smaller than a chunk at the array's edges (padded here)."""
+    write_payload(array_path, coords, encode_chunk(data, chunks, fill_value, codec))
+
+
+def encode_chunk(data: np.ndarray, chunks: Sequence[int], fill_value: object,
+                 codec: Blosc = DEFAULT_CODEC) -> bytes:
+    """The stored bytes of one chunk (padded with `fill_value` to the chunk shape)."""
     if tuple(data.shape) != tuple(chunks):
         padded = np.full(chunks, fill_value, dtype=data.dtype)
         padded[tuple(slice(0, n) for n in data.shape)] = data
         data = padded
     if data.dtype.kind in "OUT":
-        payload = codec.encode(_VLEN.encode(np.asarray(data, dtype=object).ravel()))
-    else:
-        payload = codec.encode(np.ascontiguousarray(data))
+        return bytes(codec.encode(_VLEN.encode(np.asarray(data, dtype=object).ravel())))
+    return bytes(codec.encode(np.ascontiguousarray(data)))
+
+
+def write_payload(array_path: Path, coords: Sequence[int], payload: bytes) -> None:
+    """Store an encoded chunk under its key, atomically (a reader never sees half a chunk)."""
     key = array_path / ".".join(str(c) for c in coords)
     tmp = key.with_name(key.name + f".tmp{os.getpid()}")
     tmp.write_bytes(payload)
