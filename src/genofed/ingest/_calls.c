@@ -190,14 +190,33 @@ scan_buffer(Scan *s, Bytes *carry, const uint8_t *data, Py_ssize_t len, int last
     return 0;
 }
 
-static int
-writable(PyObject *obj, Py_buffer *view, const char *what)
+/* The buffers a call has acquired, released together on every way out. */
+typedef struct {
+    Py_buffer views[6];
+    int count;
+} Held;
+
+/* Acquire `obj`'s buffer (`writable`: C-contiguous and writable), or set an exception naming
+ * the argument and return NULL. */
+static Py_buffer *
+hold(Held *held, PyObject *obj, int writable, const char *what)
 {
-    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s must be a writable C-contiguous buffer", what);
-        return -1;
+    Py_buffer *view = &held->views[held->count];
+    int flags = writable ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS;
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a %sC-contiguous buffer", what,
+                     writable ? "writable " : "");
+        return NULL;
     }
-    return 0;
+    held->count++;
+    return view;
+}
+
+static void
+release(Held *held)
+{
+    while (held->count > 0)
+        PyBuffer_Release(&held->views[--held->count]);
 }
 
 PyDoc_STRVAR(scan_gt_lines_doc,
@@ -223,54 +242,44 @@ scan_gt_lines(PyObject *Py_UNUSED(self), PyObject *args)
     PyObject *seq = PySequence_Fast(parts, "parts must be a sequence of bytes-like objects");
     if (seq == NULL)
         return NULL;
-    Py_buffer gt, ph;
-    if (writable(gt_obj, &gt, "genotypes") < 0) {
-        Py_DECREF(seq);
-        return NULL;
-    }
-    if (writable(ph_obj, &ph, "phased") < 0) {
-        PyBuffer_Release(&gt);
-        Py_DECREF(seq);
-        return NULL;
-    }
+    PyObject *result = NULL;
+    Held held = {0};
     Scan s = {0};
-    s.n_samples = n_samples;
-    s.gt = gt.buf;
-    s.ph = ph.buf;
-    s.capacity = gt.len / (2 * n_samples);
-    if (ph.len / n_samples < s.capacity)
-        s.capacity = ph.len / n_samples;
     Bytes carry = {0};
+    Py_buffer *gt = hold(&held, gt_obj, 1, "genotypes");
+    Py_buffer *ph = gt ? hold(&held, ph_obj, 1, "phased") : NULL;
+    if (ph == NULL)
+        goto done;
+    s.n_samples = n_samples;
+    s.gt = gt->buf;
+    s.ph = ph->buf;
+    s.capacity = gt->len / (2 * n_samples);
+    if (ph->len / n_samples < s.capacity)
+        s.capacity = ph->len / n_samples;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    int failed = 0, error = 0;
-    for (Py_ssize_t i = 0; i < count && !failed && !error; i++) {
+    int declined = 0;
+    for (Py_ssize_t i = 0; i < count && !declined; i++) {
         Py_buffer part;
-        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &part, PyBUF_SIMPLE) < 0) {
-            error = 1;
-            break;
-        }
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &part, PyBUF_SIMPLE) < 0)
+            goto done;
         int status;
         Py_BEGIN_ALLOW_THREADS
         status = scan_buffer(&s, &carry, part.buf, part.len, i + 1 == count);
         Py_END_ALLOW_THREADS
         PyBuffer_Release(&part);
-        failed = status < 0;
+        declined = status < 0;
     }
-    PyObject *result = NULL;
-    if (!error) {
-        if (failed || s.rows == 0) {
-            result = Py_NewRef(Py_None);
-        } else {
-            result = Py_BuildValue("ny#y#y#", s.rows, s.heads.data, s.heads.len, s.flags.data,
-                                   s.flags.len, s.tops.data, s.tops.len);
-        }
-    }
+    if (declined || s.rows == 0)
+        result = Py_NewRef(Py_None);
+    else
+        result = Py_BuildValue("ny#y#y#", s.rows, s.heads.data, s.heads.len, s.flags.data,
+                               s.flags.len, s.tops.data, s.tops.len);
+done:
     free(carry.data);
     free(s.heads.data);
     free(s.flags.data);
     free(s.tops.data);
-    PyBuffer_Release(&gt);
-    PyBuffer_Release(&ph);
+    release(&held);
     Py_DECREF(seq);
     return result;
 }
@@ -289,34 +298,17 @@ decode_calls(PyObject *Py_UNUSED(self), PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOnOO", &text_obj, &starts_obj, &rows_obj, &n_samples, &gt_obj,
                           &ph_obj))
         return NULL;
-    Py_buffer text, starts, rows, gt, ph;
-    if (PyObject_GetBuffer(text_obj, &text, PyBUF_SIMPLE) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(starts_obj, &starts, PyBUF_C_CONTIGUOUS) < 0) {
-        PyBuffer_Release(&text);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(rows_obj, &rows, PyBUF_C_CONTIGUOUS) < 0) {
-        PyBuffer_Release(&text);
-        PyBuffer_Release(&starts);
-        return NULL;
-    }
-    if (writable(gt_obj, &gt, "genotypes") < 0) {
-        PyBuffer_Release(&text);
-        PyBuffer_Release(&starts);
-        PyBuffer_Release(&rows);
-        return NULL;
-    }
-    if (writable(ph_obj, &ph, "phased") < 0) {
-        PyBuffer_Release(&text);
-        PyBuffer_Release(&starts);
-        PyBuffer_Release(&rows);
-        PyBuffer_Release(&gt);
-        return NULL;
-    }
     PyObject *bad = NULL;
-    Py_ssize_t count = starts.len / 8;
-    if (n_samples <= 0 || rows.len / 8 != count) {
+    Held held = {0};
+    Py_buffer *text = hold(&held, text_obj, 0, "text");
+    Py_buffer *starts = text ? hold(&held, starts_obj, 0, "starts") : NULL;
+    Py_buffer *rows = starts ? hold(&held, rows_obj, 0, "rows") : NULL;
+    Py_buffer *gt = rows ? hold(&held, gt_obj, 1, "genotypes") : NULL;
+    Py_buffer *ph = gt ? hold(&held, ph_obj, 1, "phased") : NULL;
+    if (ph == NULL)
+        goto done;
+    Py_ssize_t count = starts->len / 8;
+    if (n_samples <= 0 || rows->len / 8 != count) {
         PyErr_SetString(PyExc_ValueError, "starts and rows must be int64 of equal length, "
                                           "n_samples positive");
         goto done;
@@ -324,17 +316,19 @@ decode_calls(PyObject *Py_UNUSED(self), PyObject *args)
     bad = PyList_New(0);
     if (bad == NULL)
         goto done;
-    const int64_t *start = starts.buf, *row = rows.buf;
+    const int64_t *start = starts->buf, *row = rows->buf;
     Py_ssize_t width = 4 * n_samples - 1;
-    Py_ssize_t capacity = gt.len / (2 * n_samples);
+    Py_ssize_t capacity = gt->len / (2 * n_samples);
+    if (ph->len / n_samples < capacity)
+        capacity = ph->len / n_samples;
     for (Py_ssize_t k = 0; k < count; k++) {
         uint8_t flags;
         int8_t top;
-        int ok = start[k] >= 0 && start[k] + width <= text.len && row[k] >= 0 &&
-                 row[k] < capacity && row[k] < ph.len / n_samples &&
-                 decode_line((const uint8_t *)text.buf + start[k], n_samples,
-                             (int8_t *)gt.buf + 2 * row[k] * n_samples,
-                             (uint8_t *)ph.buf + row[k] * n_samples, &flags, &top) == 0;
+        int ok = start[k] >= 0 && start[k] + width <= text->len && row[k] >= 0 &&
+                 row[k] < capacity &&
+                 decode_line((const uint8_t *)text->buf + start[k], n_samples,
+                             (int8_t *)gt->buf + 2 * row[k] * n_samples,
+                             (uint8_t *)ph->buf + row[k] * n_samples, &flags, &top) == 0;
         if (!ok) {
             PyObject *index = PyLong_FromSsize_t(k);
             if (index == NULL || PyList_Append(bad, index) < 0) {
@@ -346,11 +340,7 @@ decode_calls(PyObject *Py_UNUSED(self), PyObject *args)
         }
     }
 done:
-    PyBuffer_Release(&text);
-    PyBuffer_Release(&starts);
-    PyBuffer_Release(&rows);
-    PyBuffer_Release(&gt);
-    PyBuffer_Release(&ph);
+    release(&held);
     return bad;
 }
 
@@ -369,33 +359,27 @@ count_alleles(PyObject *Py_UNUSED(self), PyObject *args)
     if (!PyArg_ParseTuple(args, "OnOnO", &gt_obj, &n_samples, &class_obj, &n_classes,
                           &counts_obj))
         return NULL;
-    Py_buffer gt, classes, counts;
-    if (PyObject_GetBuffer(gt_obj, &gt, PyBUF_C_CONTIGUOUS) < 0)
-        return NULL;
-    if (PyObject_GetBuffer(class_obj, &classes, PyBUF_C_CONTIGUOUS) < 0) {
-        PyBuffer_Release(&gt);
-        return NULL;
-    }
-    if (writable(counts_obj, &counts, "counts") < 0) {
-        PyBuffer_Release(&gt);
-        PyBuffer_Release(&classes);
-        return NULL;
-    }
     PyObject *result = NULL;
-    Py_ssize_t rows = n_samples > 0 ? gt.len / (2 * n_samples) : 0;
-    const int32_t *cls = classes.buf;
-    int valid = n_samples > 0 && n_classes > 0 && classes.len == 4 * n_samples &&
-                gt.len == rows * 2 * n_samples && counts.len == rows * n_classes * 2 * 4;
+    Held held = {0};
+    Py_buffer *gt = hold(&held, gt_obj, 0, "genotypes");
+    Py_buffer *classes = gt ? hold(&held, class_obj, 0, "sample_class") : NULL;
+    Py_buffer *counts = classes ? hold(&held, counts_obj, 1, "counts") : NULL;
+    if (counts == NULL)
+        goto done;
+    Py_ssize_t rows = n_samples > 0 ? gt->len / (2 * n_samples) : 0;
+    const int32_t *cls = classes->buf;
+    int valid = n_samples > 0 && n_classes > 0 && classes->len == 4 * n_samples &&
+                gt->len == rows * 2 * n_samples && counts->len == rows * n_classes * 2 * 4;
     for (Py_ssize_t i = 0; valid && i < n_samples; i++)
         valid = cls[i] >= 0 && cls[i] < n_classes;
     if (!valid) {
         PyErr_SetString(PyExc_ValueError, "count_alleles: shapes or sample classes do not agree");
         goto done;
     }
+    const int8_t *g = gt->buf;
+    int32_t *out = counts->buf;
     Py_BEGIN_ALLOW_THREADS
-    const int8_t *g = gt.buf;
-    int32_t *out = counts.buf;
-    memset(out, 0, (size_t)counts.len);
+    memset(out, 0, (size_t)counts->len);
     for (Py_ssize_t r = 0; r < rows; r++) {
         const int8_t *row = g + 2 * r * n_samples;
         int32_t *acc = out + 2 * r * n_classes;
@@ -409,9 +393,7 @@ count_alleles(PyObject *Py_UNUSED(self), PyObject *args)
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
-    PyBuffer_Release(&gt);
-    PyBuffer_Release(&classes);
-    PyBuffer_Release(&counts);
+    release(&held);
     return result;
 }
 
