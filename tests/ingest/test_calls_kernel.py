@@ -4,7 +4,12 @@ line can fall outside it (the kernel must then decline, never guess)."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +192,43 @@ def test_count_alleles_checks_its_inputs() -> None:
         _calls.count_alleles(genotypes, 3, np.array([0, 1, 2], np.int32), 2, counts)
     with pytest.raises(ValueError, match="shapes"):
         _calls.count_alleles(genotypes, 3, np.array([0, 1], np.int32), 2, counts)
+
+
+# -- the C source itself ------------------------------------------------------------------------
+SOURCE = Path(_calls.__file__).with_name("_calls.c")
+INCLUDE = sysconfig.get_paths()["include"]
+
+
+def test_kernel_compiles_without_warnings(tmp_path: Path) -> None:
+    result = subprocess.run(["gcc", "-O3", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
+                             f"-I{INCLUDE}", str(SOURCE), "-o", str(tmp_path / "k.so")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_kernel_tests_pass_under_sanitizers(tmp_path: Path) -> None:
+    """This file's other tests, against the kernel built with AddressSanitizer and UBSan: an
+    out-of-bounds read or write, or undefined behaviour, fails them."""
+    built = tmp_path / f"_calls{sysconfig.get_config_var('EXT_SUFFIX')}"
+    subprocess.run(["gcc", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover",
+                    "-fno-omit-frame-pointer", "-fPIC", "-shared", f"-I{INCLUDE}", str(SOURCE),
+                    "-o", str(built)], check=True)
+    runtimes = [subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+                for name in ("libasan.so", "libubsan.so")]
+    assert all(Path(r).is_absolute() for r in runtimes), f"sanitizer runtimes missing: {runtimes}"
+    script = f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("genofed.ingest._calls", {str(built)!r})
+kernel = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(kernel)
+sys.modules["genofed.ingest._calls"] = kernel
+import pytest
+sys.exit(pytest.main(["-q", "-s", "-p", "no:cacheprovider", {__file__!r},
+                      "-k", "not sanitizers and not warnings"]))
+"""
+    env = {**os.environ, "LD_PRELOAD": " ".join(runtimes), "ASAN_OPTIONS": "detect_leaks=0"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout and "sanitizer" not in result.stderr.lower()
