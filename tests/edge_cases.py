@@ -50,6 +50,32 @@ MT	73	.	A	G	.	.	.	GT	1	1	0	1
 """
 
 
+#: FORMAT GT only, one-character calls: the layout ingest's C kernel decodes, here with missing
+#: alleles, unphased calls, multi-allelic records and a record without ALT.
+KERNEL_LAYOUT = """\
+##fileformat=VCFv4.2
+##contig=<ID=2,length=1000000>
+##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">
+##FILTER=<ID=q10,Description="Quality below 10">
+##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">
+#CHROM	POS	ID	REF	ALT	QUAL	FILTER	INFO	FORMAT	F1	F2	M1	M2
+2	100	rs9	A	G	30	PASS	.	GT	0|1	./.	1/1	.|0
+2	120	.	C	T,A	.	.	DP=3	GT	2/1	0|2	./1	1|1
+2	130	.	G	.	.	.	.	GT	0/0	0|0	./.	0|0
+2	140	.	T	C	.	q10	.	GT	.|.	./.	./.	./.
+"""
+
+#: No FORMAT and no samples (as population-frequency files are distributed).
+SITES_ONLY = """\
+##fileformat=VCFv4.2
+##contig=<ID=3,length=1000000>
+##INFO=<ID=AF,Number=A,Type=Float,Description="Allele frequency">
+#CHROM	POS	ID	REF	ALT	QUAL	FILTER	INFO
+3	500	rs1	A	G	.	PASS	AF=0.1
+3	600	.	C	T,G	.	PASS	AF=0.2,0.01
+"""
+
+
 def write_variants(directory: Path, name: str, text: str) -> dict[str, Path]:
     """The same records as plain VCF, bgzipped VCF (+tbi) and BCF (+csi)."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_cases import WITH_CHR, WITHOUT_CHR, write_variants
+from edge_cases import KERNEL_LAYOUT, SITES_ONLY, WITH_CHR, WITHOUT_CHR, write_variants
 from support import HTSGET_DATA, Cohort, bcftools, genofed
 
 pytestmark = pytest.mark.external
 
 
 def bcftools_counts(path: Path, samples: list[str] | None = None) -> list[str]:
-    """CHROM POS REF ALT AC AN rows as bcftools computes them (AC 0 when there is no ALT)."""
+    """CHROM POS REF ALT AC AN rows as bcftools computes them (AC 0 when there is no ALT, AN 0
+    when there are no samples: bcftools leaves both unset)."""
     view = ["view", "-s", ",".join(samples)] if samples else ["view"]
     rows = []
     import subprocess
@@ -24,7 +25,8 @@ def bcftools_counts(path: Path, samples: list[str] | None = None) -> list[str]:
                           shell=True, capture_output=True, text=True, check=True).stdout
     for line in norm.splitlines():
         chrom, pos, ref, alt, ac, an = line.split("\t")
-        rows.append("\t".join([chrom, pos, ref, alt, "0" if ac == "." else ac, an]))
+        rows.append("\t".join([chrom, pos, ref, alt, "0" if ac == "." else ac,
+                                "0" if an == "." else an]))
     return rows
 
 
@@ -45,7 +47,8 @@ def test_shared_test_files(node: Path, path: Path) -> None:
     assert genofed_counts(node, "d") == bcftools_counts(path)
 
 
-@pytest.mark.parametrize("text", [WITH_CHR, WITHOUT_CHR], ids=["chr-prefixed-4.1", "bare-4.3"])
+@pytest.mark.parametrize("text", [WITH_CHR, WITHOUT_CHR, KERNEL_LAYOUT, SITES_ONLY],
+                         ids=["chr-prefixed-4.1", "bare-4.3", "kernel-layout", "sites-only"])
 @pytest.mark.parametrize("form", ["vcf", "vcf.gz", "bcf"])
 def test_real_world_edge_cases(node: Path, tmp_path: Path, text: str, form: str) -> None:
     files = write_variants(tmp_path / "in", "edge", text)

@@ -707,7 +707,7 @@ def _write_genotype_chunk(plan: _ChunkPlan, n_samples: int) -> None:
                 zarr_v2.write_chunk(group / "call_genotype_mask", (plan.chunk, j, 0), mask,
                                     g_chunks, False, zarr_v2.GENOTYPE_CODEC)
         phase_path = group / "call_genotype_phased"
-        if not plan.unphased:  # all True: the same bytes for every chunk of this shape
+        if not plan.unphased and s1 > s0:  # all True: the same bytes for every such chunk
             shape = (plan.rows, s1 - s0)
             payload = _ALL_PHASED.get(shape)
             if payload is None:
