@@ -170,18 +170,21 @@ def test_decode_calls_reports_the_lines_it_cannot_decode() -> None:
     assert phased[2].tolist() == [True, False, True]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n_samples=st.integers(1, 40),
-       n_classes=st.integers(1, 5))
-def test_count_alleles_counts_per_class(seed: int, n_samples: int, n_classes: int) -> None:
+       n_classes=st.integers(1, 5), allele=st.integers(0, 4), grouped=st.booleans())
+def test_count_alleles_counts_per_class(seed: int, n_samples: int, n_classes: int, allele: int,
+                                        grouped: bool) -> None:
     rng = np.random.default_rng(seed)
     genotypes = rng.integers(-2, 4, size=(17, n_samples, PLOIDY)).astype(np.int8)
     sample_class = rng.integers(0, n_classes, size=n_samples).astype(np.int32)
+    if grouped:  # each class one run of samples: the kernel sums those directly
+        sample_class.sort()
     counts = np.full((17, n_classes, 2), -7, dtype=np.int32)
-    _calls.count_alleles(genotypes, n_samples, sample_class, n_classes, counts)
+    _calls.count_alleles(genotypes, n_samples, sample_class, n_classes, counts, allele)
     for c in range(n_classes):
         mine = genotypes[:, sample_class == c]
-        assert counts[:, c, 0].tolist() == (mine == 1).sum(axis=(1, 2)).tolist()
+        assert counts[:, c, 0].tolist() == (mine == allele).sum(axis=(1, 2)).tolist()
         assert counts[:, c, 1].tolist() == (mine >= 0).sum(axis=(1, 2)).tolist()
 
 
@@ -192,6 +195,8 @@ def test_count_alleles_checks_its_inputs() -> None:
         _calls.count_alleles(genotypes, 3, np.array([0, 1, 2], np.int32), 2, counts)
     with pytest.raises(ValueError, match="shapes"):
         _calls.count_alleles(genotypes, 3, np.array([0, 1], np.int32), 2, counts)
+    with pytest.raises(ValueError, match="allele index"):
+        _calls.count_alleles(genotypes, 3, np.array([0, 1, 1], np.int32), 2, counts, 128)
 
 
 # -- the C source itself ------------------------------------------------------------------------

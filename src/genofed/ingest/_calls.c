@@ -345,20 +345,26 @@ done:
 }
 
 PyDoc_STRVAR(count_alleles_doc,
-"count_alleles(genotypes, n_samples, sample_class, n_classes, counts)\n--\n\n"
+"count_alleles(genotypes, n_samples, sample_class, n_classes, counts, allele=1)\n--\n\n"
 "For every row of `genotypes` (int8, rows x n_samples x ploidy 2) and every sample class\n"
-"(`sample_class`, int32 per sample, values below n_classes), count the alleles equal to 1 and\n"
-"the called alleles (>= 0) into `counts` (int32, rows x n_classes x 2). Missing (-1) and\n"
-"absent (-2, haploid) alleles are not called.");
+"(`sample_class`, int32 per sample, values below n_classes), count the alleles equal to\n"
+"`allele` and the called alleles (>= 0) into `counts` (int32, rows x n_classes x 2). Missing\n"
+"(-1) and absent (-2, haploid) alleles are not called.");
 
 static PyObject *
 count_alleles(PyObject *Py_UNUSED(self), PyObject *args)
 {
     PyObject *gt_obj, *class_obj, *counts_obj;
     Py_ssize_t n_samples, n_classes;
-    if (!PyArg_ParseTuple(args, "OnOnO", &gt_obj, &n_samples, &class_obj, &n_classes,
-                          &counts_obj))
+    int allele = 1;
+    if (!PyArg_ParseTuple(args, "OnOnO|i", &gt_obj, &n_samples, &class_obj, &n_classes,
+                          &counts_obj, &allele))
         return NULL;
+    if (allele < 0 || allele > 127) {
+        PyErr_SetString(PyExc_ValueError, "allele must be an allele index (0-127)");
+        return NULL;
+    }
+    const int8_t target = (int8_t)allele;
     PyObject *result = NULL;
     Held held = {0};
     Py_buffer *gt = hold(&held, gt_obj, 0, "genotypes");
@@ -376,21 +382,55 @@ count_alleles(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "count_alleles: shapes or sample classes do not agree");
         goto done;
     }
+    /* The samples of each class, in order (a counting sort), so that each class is summed in
+     * registers: accumulating into counts[class] sample by sample would chain every addition
+     * through memory. A class that is one run of samples (e.g. "all") is summed directly. */
+    Py_ssize_t *order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)n_samples);
+    Py_ssize_t *first = PyMem_Calloc((size_t)n_classes + 1, sizeof(Py_ssize_t));
+    if (order == NULL || first == NULL) {
+        PyMem_Free(order);
+        PyMem_Free(first);
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n_samples; i++)
+        first[cls[i] + 1]++;
+    for (Py_ssize_t c = 0; c < n_classes; c++)
+        first[c + 1] += first[c];
+    for (Py_ssize_t i = 0, *next = first; i < n_samples; i++)
+        order[next[cls[i]]++] = i; /* `first` now holds each class's end ... */
+    for (Py_ssize_t c = n_classes; c > 0; c--)
+        first[c] = first[c - 1]; /* ... shifted back to its start */
+    first[0] = 0;
     const int8_t *g = gt->buf;
     int32_t *out = counts->buf;
     Py_BEGIN_ALLOW_THREADS
-    memset(out, 0, (size_t)counts->len);
     for (Py_ssize_t r = 0; r < rows; r++) {
         const int8_t *row = g + 2 * r * n_samples;
         int32_t *acc = out + 2 * r * n_classes;
-        for (Py_ssize_t i = 0; i < n_samples; i++) {
-            int8_t a = row[2 * i], b = row[2 * i + 1];
-            int32_t *c = acc + 2 * cls[i];
-            c[0] += (a == 1) + (b == 1);
-            c[1] += (a >= 0) + (b >= 0);
+        for (Py_ssize_t c = 0; c < n_classes; c++) {
+            Py_ssize_t lo = first[c], hi = first[c + 1];
+            int32_t ones = 0, called = 0;
+            if (hi > lo && order[hi - 1] - order[lo] == hi - 1 - lo) {
+                const int8_t *a = row + 2 * order[lo];
+                for (Py_ssize_t k = 0; k < 2 * (hi - lo); k++) {
+                    ones += a[k] == target;
+                    called += a[k] >= 0;
+                }
+            } else {
+                for (Py_ssize_t k = lo; k < hi; k++) {
+                    const int8_t *a = row + 2 * order[k];
+                    ones += (a[0] == target) + (a[1] == target);
+                    called += (a[0] >= 0) + (a[1] >= 0);
+                }
+            }
+            acc[2 * c] = ones;
+            acc[2 * c + 1] = called;
         }
     }
     Py_END_ALLOW_THREADS
+    PyMem_Free(order);
+    PyMem_Free(first);
     result = Py_NewRef(Py_None);
 done:
     release(&held);

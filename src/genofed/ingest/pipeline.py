@@ -16,6 +16,7 @@ Everything is written to a staging directory and published by an atomic rename
 from __future__ import annotations
 
 import ctypes
+import gc
 import hashlib
 import itertools
 import json
@@ -25,9 +26,10 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,8 +137,10 @@ def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | N
         try:
             # The original is encrypted into the version by a pool worker alongside the parse.
             archive = (paths, staging, vcf, current)
-            manifest = _build_version(staging, source, meta, people, population_of, fingerprint,
-                                      workers or os.cpu_count() or 1, progress, archive)
+            with _without_cycle_collection():  # inherited by the forked workers
+                manifest = _build_version(staging, source, meta, people, population_of,
+                                          fingerprint, workers or os.cpu_count() or 1, progress,
+                                          archive)
             if gene_table is not None:
                 pq.write_table(gene_table, staging / "genes.parquet")
             manifest.version = layout.next_version_name(root)
@@ -147,6 +151,19 @@ def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | N
             raise
     return IngestResult(dataset_id, manifest.version, False, manifest,
                         time.perf_counter() - started, final, _sizes(final))
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Ingest makes millions of small acyclic objects (alleles, ids, filters): the cycle
+    collector would walk them over and over (~5% of the CPU) and find nothing to free."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -255,8 +272,7 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
     spill = staging / "spill"
     spill.mkdir()
     pieces = source.pieces()
-    _WORKER_STATE.update(source=source, membership=membership, spill=spill,
-                         classes=_sample_classes(membership))
+    _WORKER_STATE.update(source=source, spill=spill, classes=_sample_classes(membership))
     context = multiprocessing.get_context("fork")
     estimated = sum(b.payload_size for b in source.blocks) or 1
     results: list[_PieceResult] = []
@@ -316,31 +332,31 @@ def _build_version(staging: Path, source: VcfSource, meta: DatasetMetadata,
                              estimated if source.blocks else len(pieces))
             n_records = offsets[-1]
             write_chunks(n_records, n_records)
-            # The per-variant arrays are written here while the workers compress chunks.
+            # Everything else is written here while the workers compress the last chunks.
             _write_variant_arrays(genotypes, source, results, samples, meta)
+            contigs, n_sites = _write_sites(staging / "sites.parquet", source, results,
+                                            np.array(offsets), group_names)
+            _write_individuals(staging / INDIVIDUALS_FILE, samples, people, populations,
+                               files_archive.node_keys(archive[0]))
+            (staging / "dataset.json").write_text(meta.to_json())
+            if archived is None:
+                known = KnownLayout(
+                    [BlockRow(b.offset, b.size, b.payload_size) for b in source.blocks],
+                    header_size=len(source.header.text.encode()),
+                    aligned=all(r.lines_aligned for r in results))
+                files_archive.archive_ingested_variants(*archive, layout=known)
             for i, write in enumerate(writes):
                 write.result()
                 if progress:
                     progress("write", i + 1, len(writes))
             if archived is not None:
                 archived.result()
-            else:
-                known = KnownLayout(
-                    [BlockRow(b.offset, b.size, b.payload_size) for b in source.blocks],
-                    header_size=len(source.header.text.encode()),
-                    aligned=all(r.lines_aligned for r in results))
-                files_archive.archive_ingested_variants(*archive, layout=known)
     except BrokenProcessPool:
         raise IngestError("an ingest worker process died (out of memory?); try fewer "
                           "--workers") from None
     finally:
         _WORKER_STATE.clear()
     shutil.rmtree(spill)
-    contigs, n_sites = _write_sites(staging / "sites.parquet", source, results, np.array(offsets),
-                                    group_names)
-    _write_individuals(staging / INDIVIDUALS_FILE, samples, people, populations,
-                       files_archive.node_keys(archive[0]))
-    (staging / "dataset.json").write_text(meta.to_json())
     return layout.Manifest(
         dataset_id=meta.id, version="", fingerprint=fingerprint,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -373,7 +389,6 @@ def _keep_freed_memory() -> None:
 
 def _parse_piece(piece: Piece) -> _PieceResult:
     source: VcfSource = _WORKER_STATE["source"]  # type: ignore[assignment]
-    membership: np.ndarray = _WORKER_STATE["membership"]  # type: ignore[assignment]
     classes: _SampleClasses = _WORKER_STATE["classes"]  # type: ignore[assignment]
     spill: Path = _WORKER_STATE["spill"]  # type: ignore[assignment]
     n_samples = len(source.header.samples)
@@ -388,7 +403,7 @@ def _parse_piece(piece: Piece) -> _PieceResult:
     np.save(spill / f"{piece.index}.gt.npy", records.genotypes)
     if (records.flags & FLAG_UNPHASED).any():
         np.save(spill / f"{piece.index}.ph.npy", records.phased)
-    split_record, split_allele, ac, an = _allele_counts(records, membership, classes)
+    split_record, split_allele, ac, an = _allele_counts(records, classes)
     return _PieceResult(piece.index, len(records), records.contigs, records.contig,
                         records.position, records.ids, records.alleles, records.quality,
                         records.filters, split_record, split_allele, ac, an, records.flags,
@@ -411,12 +426,24 @@ def _sample_classes(membership: np.ndarray) -> _SampleClasses:
     return _SampleClasses(of_sample.reshape(-1).astype(np.int32), groups.astype(np.int64))
 
 
-def _allele_counts(records: ParsedRecords, membership: np.ndarray, classes: _SampleClasses,
+def _class_counts(genotypes: np.ndarray, classes: _SampleClasses,
+                  allele: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per record and group: calls of `allele`, and called alleles (int32 each)."""
+    n, n_samples = genotypes.shape[:2]
+    n_classes = len(classes.groups)
+    counts = np.empty((n, n_classes, 2), dtype=np.int32)
+    _calls.count_alleles(np.ascontiguousarray(genotypes), n_samples, classes.of_sample,
+                         n_classes, counts, allele)
+    return ((counts[:, :, 0] @ classes.groups).astype(np.int32),
+            (counts[:, :, 1] @ classes.groups).astype(np.int32))
+
+
+def _allele_counts(records: ParsedRecords, classes: _SampleClasses,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """AC and AN per biallelic row and group, as `bcftools norm -m- | +fill-tags` counts them."""
     gt = records.genotypes
     n = len(records)
-    groups = membership.shape[1]
+    groups = classes.groups.shape[1]
     n_alts = np.fromiter((len(a) - 1 for a in records.alleles), dtype=np.int32, count=n)
     rows_per_record = np.maximum(n_alts, 1)
     split_record = np.repeat(np.arange(n, dtype=np.int64), rows_per_record)
@@ -426,24 +453,14 @@ def _allele_counts(records: ParsedRecords, membership: np.ndarray, classes: _Sam
     if gt.shape[1] == 0 or n == 0:
         zeros = np.zeros((len(split_record), groups), dtype=np.int32)
         return split_record, split_allele.astype(np.int8), zeros, zeros.copy()
-    n_samples = gt.shape[1]
-    n_classes = len(classes.groups)
-    # per record and class: [calls of allele 1, called alleles]
-    counts = np.empty((n, n_classes, 2), dtype=np.int32)
-    _calls.count_alleles(np.ascontiguousarray(gt), n_samples, classes.of_sample, n_classes,
-                         counts)
-    ac_first = (counts[:, :, 0] @ classes.groups).astype(np.int32)
-    an = (counts[:, :, 1] @ classes.groups).astype(np.int32)[split_record]
+    ac_first, an_records = _class_counts(gt, classes, allele=1)
+    an = an_records[split_record]
     ac = ac_first[split_record]
     ac[split_allele == 0] = 0
-    multi = np.flatnonzero(n_alts > 1)
-    if len(multi):
-        per_call = np.repeat(membership, PLOIDY, axis=0)
-        for r in multi:
-            flat = gt[r].reshape(-1)
-            for allele in range(2, int(n_alts[r]) + 1):
-                hits = (flat == allele).astype(np.float32)
-                ac[starts[r] + allele - 1] = np.rint(hits @ per_call).astype(np.int32)
+    # Multi-allelic records: alleles 2, 3, ... each counted over the records that have them.
+    for allele in range(2, int(n_alts.max(initial=0)) + 1):
+        having = np.flatnonzero(n_alts >= allele)
+        ac[starts[having] + allele - 1] = _class_counts(gt[having], classes, allele)[0]
     return split_record, split_allele.astype(np.int8), ac, an
 
 
