@@ -146,10 +146,7 @@ def _entry_handlers(entry: str, scope_of: Callable[[str | None], Scope], name: s
         def run() -> dict[str, Any]:
             return service.entry_query(entry, query, caller, scope, base_url)
 
-        # Variant lookups without individual filters take well under a millisecond: answering
-        # them on the event loop saves a thread hop that would cost more than the query. Queries
-        # that may touch genotypes go to the thread pool so they never stall the loop.
-        quick = entry == "g_variants" and not query.filters and scope.individual_id is None
+        quick = service.answers_quickly(entry, query, scope)
         document = run() if quick else await run_in_threadpool(run)
         return JSONResponse(document)
 

@@ -64,6 +64,11 @@ class _DatasetAnswer:
     notes: list[str] = field(default_factory=list)
 
 
+#: Individuals that a query without variant conditions scans in well under a millisecond.
+QUICK_INDIVIDUALS = 5_000
+_VARIANT_PARAMETERS = KNOWN_PARAMETERS - {"datasets", "datasetIds"}
+
+
 class BeaconService:
     def __init__(self, store: NodeStore) -> None:
         self.store = store
@@ -87,6 +92,19 @@ class BeaconService:
                                     f"{', '.join(sorted(known)) or 'none'}")
             return [d for d in all_sets if d.id in requested]
         return all_sets
+
+    def answers_quickly(self, entry: str, query: BeaconQuery, scope: Scope) -> bool:
+        """Whether a query costs less than a hop to a worker thread would: variant lookups
+        without individual filters, and individual queries without variant conditions over
+        few individuals already in memory. Whatever may touch genotypes, decrypt a table or
+        scan many individuals goes to the thread pool, so it never stalls the event loop."""
+        if entry == "g_variants":
+            return not query.filters and scope.individual_id is None
+        if scope.variant_id is not None or not _VARIANT_PARAMETERS.isdisjoint(query.parameters):
+            return False
+        datasets = self.store.datasets()
+        return all(d.individuals_loaded for d in datasets) and \
+            sum(d.manifest.n_samples for d in datasets) <= QUICK_INDIVIDUALS
 
     def known_contigs(self) -> set[str]:
         from genofed.store.dataset import normalize_contig

@@ -271,6 +271,11 @@ class Dataset:
         plain = decrypt_stream(encrypted.read_bytes(), self._secret_key, name=str(encrypted))
         return pq.read_table(pa.BufferReader(plain))
 
+    @property
+    def individuals_loaded(self) -> bool:
+        """Whether :attr:`individuals` is in memory already (reading it means decrypting)."""
+        return "individuals" in self.__dict__
+
     def select_individuals(self, *, sex: str | None = None, min_age: float | None = None,
                            max_age: float | None = None, hpo: str | Iterable[str] | None = None,
                            include_descendants: bool = True) -> list[str]:
