@@ -64,15 +64,22 @@ ALLELE = st.sampled_from("0123456789.")
 CALL = st.builds(lambda a, s, b: a + s + b, ALLELE, st.sampled_from("|/"), ALLELE)
 
 
-@settings(max_examples=150, deadline=None)
-@given(rows=st.lists(st.lists(CALL, min_size=3, max_size=3), min_size=1, max_size=12),
-       seed=st.integers(0, 2**32 - 1), pieces=st.integers(1, 40))
+@st.composite
+def call_rows(draw: st.DrawFn) -> list[list[str]]:
+    """Records of one to 40 samples (vector loops have a remainder to get right too)."""
+    n_samples = draw(st.integers(1, 40))
+    return draw(st.lists(st.lists(CALL, min_size=n_samples, max_size=n_samples), min_size=1,
+                         max_size=12))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=call_rows(), seed=st.integers(0, 2**32 - 1), pieces=st.integers(1, 40))
 def test_scan_decodes_any_split_of_the_text(rows: list[list[str]], seed: int,
                                             pieces: int) -> None:
     text = HEADER + b"".join(line(100 + i, calls, alt="T,G,A,AA,CC,GG,TT,CA,AC")
                              for i, calls in enumerate(rows))
     parts = split_everywhere(text, random.Random(seed), pieces)
-    scanned = scan(parts, 3)
+    scanned = scan(parts, len(rows[0]))
     assert scanned is not None
     genotypes, phased, (n, heads, flags, tops) = scanned
     assert n == len(rows)
@@ -88,6 +95,19 @@ def test_scan_decodes_any_split_of_the_text(rows: list[list[str]], seed: int,
                                   "\tPASS\tAC=1".encode() for i in range(len(rows))]
     # the flags are the ones the general parser computes from the arrays
     assert np.frombuffer(flags, np.uint8).tolist() == call_flags(genotypes, phased).tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=call_rows(), where=st.integers(0, 10**6), bad=st.sampled_from(b"x :,-;"))
+def test_one_bad_byte_anywhere_declines(rows: list[list[str]], where: int, bad: int) -> None:
+    """A byte of the sample columns that is no allele, separator or tab, at any position of
+    any line (the vectorised loop checks every call, the last one included)."""
+    lines = [line(100 + i, calls) for i, calls in enumerate(rows)]
+    victim = where % len(lines)
+    width = 4 * len(rows[0]) - 1
+    at = len(lines[victim]) - 1 - width + (where // len(lines)) % width
+    lines[victim] = lines[victim][:at] + bytes([bad]) + lines[victim][at + 1:]
+    assert scan([HEADER + b"".join(lines)], len(rows[0])) is None
 
 
 def test_last_line_without_newline() -> None:
