@@ -92,3 +92,33 @@ def test_fields_that_would_inject_others_are_not_sent(headers: list[tuple[str, s
     with pytest.raises(TransportError) as raised:
         exchange(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", headers=headers)
     assert raised.value.kind == "protocol" and "cannot send" in raised.value.detail
+
+
+def test_keep_alive_connections_are_reused() -> None:
+    """One connection carries every request while the member keeps it open (a new connection
+    per request would cost the hub a handshake per member per query)."""
+    accepted = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def scenario() -> list[bytes]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        origin = Origin.of(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        pool = ConnectionPool()
+        bodies = [(await pool.request(origin, "GET", "/", [("host", origin.authority)])).body
+                  for _ in range(5)]
+        pool.close()
+        server.close()
+        return bodies
+
+    assert asyncio.run(scenario()) == [b"ok"] * 5
+    assert accepted == 1

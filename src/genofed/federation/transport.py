@@ -100,8 +100,8 @@ def _request_bytes(method: str, target: str, headers: list[tuple[str, str]],
 class _Answer:
     """One response, collected from the parser's callbacks (interim 1xx answers are skipped)."""
 
-    __slots__ = ("chunks", "complete", "delimited", "headers_done", "parser", "reason", "size",
-                 "too_large")
+    __slots__ = ("chunks", "complete", "delimited", "headers_done", "keep_alive", "parser",
+                 "reason", "size", "too_large")
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
@@ -110,6 +110,7 @@ class _Answer:
         self.reason = ""
         self.delimited = False  # Content-Length or chunked: the answer's end is in the stream
         self.headers_done = False
+        self.keep_alive = False  # read at the headers: llhttp forgets it once the answer ends
         self.complete = False
         self.too_large = False
 
@@ -122,6 +123,7 @@ class _Answer:
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
@@ -177,7 +179,7 @@ class _Connection:
                 answer.parser.feed_data(incoming)
                 if answer.too_large:
                     raise TransportError("too_large", f"answer above {MAX_ANSWER} bytes")
-            self.keep_alive = answer.complete and answer.parser.should_keep_alive()
+            self.keep_alive = answer.complete and answer.keep_alive
         except httptools.HttpParserError as exc:
             if not answer.complete:
                 raise TransportError("protocol", f"{type(exc).__name__}: {exc}",
