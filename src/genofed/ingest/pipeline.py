@@ -400,14 +400,15 @@ def _parse_piece(piece: Piece) -> _PieceResult:
         records = parse_records(parts, n_samples, name=source.name,
                                 first_line=1 if piece.index == 0 else None)
         del parts
-    np.save(spill / f"{piece.index}.gt.npy", records.genotypes)
-    if (records.flags & FLAG_UNPHASED).any():
-        np.save(spill / f"{piece.index}.ph.npy", records.phased)
     split_record, split_allele, ac, an = _allele_counts(records, classes)
-    return _PieceResult(piece.index, len(records), records.contigs, records.contig,
-                        records.position, records.ids, records.alleles, records.quality,
-                        records.filters, split_record, split_allele, ac, an, records.flags,
-                        aligned)
+    result = _PieceResult(piece.index, len(records), records.contigs, records.contig,
+                          records.position, records.ids, records.alleles, records.quality,
+                          records.filters, split_record, split_allele, ac, an, records.flags,
+                          aligned)
+    np.save(spill / f"{piece.index}.gt.npy", records.genotypes)
+    if result.phase_spilled:  # the chunk writers read the same property
+        np.save(spill / f"{piece.index}.ph.npy", records.phased)
+    return result
 
 
 @dataclass(frozen=True)
