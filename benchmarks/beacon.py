@@ -142,9 +142,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
-    from genofed.access.identity.issuer import LocalIssuer
 
-    with LocalIssuer.running(WORK / "beacon-issuer") as issuer:
+    from genofed.server.issuer import running_issuer
+
+    with running_issuer(WORK / "beacon-issuer") as issuer:
         run(args, issuer)
 
 

@@ -180,7 +180,7 @@ def main() -> None:
     if max(args.sizes) > len(COUNTRIES):
         raise SystemExit(f"at most {len(COUNTRIES)} nodes")
 
-    from genofed.access.identity.issuer import LocalIssuer
+
     from genofed.config.node import VisaTrust, load_config, save_config
     from genofed.federation.network import (
         add_member,
@@ -188,11 +188,12 @@ def main() -> None:
         join_network,
         member_for_node,
     )
+    from genofed.server.issuer import running_issuer
 
     WORK.mkdir(parents=True, exist_ok=True)
     nodes = prepare_nodes(max(args.sizes), args.samples, args.length_mb)
     stack = ExitStack()
-    issuer = stack.enter_context(LocalIssuer.running(WORK / "issuer"))
+    issuer = stack.enter_context(running_issuer(WORK / "issuer"))
     for node in nodes:
         config = load_config(node)
         iss, jku = issuer.visa_trust

@@ -59,9 +59,9 @@ def serve(node: Path, port: int) -> None:
 # -- setup -----------------------------------------------------------------------------------------
 def prepare(samples: int, length_mb: float) -> tuple[Path, Path]:
     from genofed.config.node import init_node
-    from genofed.files.archive import set_plain_delivery
     from genofed.ingest import ingest_dataset
     from genofed.sim import simulate_cohort
+    from genofed.store.archive import set_plain_delivery
     from genofed.store.metadata import DatasetMetadata
 
     cohort = WORK / f"cohort-{samples}x{length_mb:g}"
@@ -138,7 +138,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from genofed.files.crypt4gh_io import KeyPair, decrypt_stream, encode_public_key
+    from genofed.formats.crypt4gh import KeyPair, decrypt_stream, encode_public_key
 
     console = Console(width=150)
     vcf, node = prepare(args.samples, args.length_mb)

@@ -40,9 +40,9 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, cohort: Cohort) -> Path:
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A local OIDC issuer on real loopback HTTP with the demo users (alice: ResearcherStatus;
     bob: accepted terms only; dana: both)."""
-    from genofed.access.identity.issuer import LocalIssuer
+    from genofed.server.issuer import running_issuer
 
-    with LocalIssuer.running(tmp_path_factory.mktemp("issuer") / "issuer") as running:
+    with running_issuer(tmp_path_factory.mktemp("issuer") / "issuer") as running:
         yield running
 
 

@@ -7,11 +7,15 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from genofed.server.loopback import LoopbackServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GENOFED_SHARED", REPO.parent / "shared"))
@@ -61,11 +65,21 @@ class Cohort:
         return self.dir / "genes.bed"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port held bound but not listening while the block runs: connecting to it is
+    refused, and no other process can take it meanwhile (a node that is down)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """`app` served by uvicorn in a thread on a loopback port; yields its base URL."""
+    with LoopbackServer() as server:
+        server.start(app)
+        yield server.url
 
 
 def trust_issuer(node_dir: Path, issuer: Any) -> None:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from genofed.beacon.access import QueryBudget
 from genofed.beacon.disclosure import disclose
-from genofed.beacon.errors import BudgetExceededError
+from genofed.errors import BudgetExceededError
 from genofed.server.app import create_app
 
 FLOOR = 5

@@ -22,10 +22,12 @@ from cryptography.hazmat.primitives import serialization
 
 from genofed.access.audit import entries
 from genofed.access.governance import Governance
-from genofed.access.identity.issuer import LocalIssuer, LoopbackServer
+from genofed.access.identity.issuer import LocalIssuer
 from genofed.config.node import VisaTrust, init_node, load_config, save_config
 from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
+from genofed.server.issuer import running_issuer
+from genofed.server.loopback import LoopbackServer
 
 from support import genofed
 
@@ -61,9 +63,9 @@ def deployment(beacon_node: Any, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("governed")
     node_dir = root / "node"
     with LoopbackServer() as server, \
-            LocalIssuer.running(root / "issuer",
+            running_issuer(root / "issuer",
                                 visa_sources=[f"{server.url}/access/visas"]) as issuer, \
-            LocalIssuer.running(root / "stranger") as stranger:
+            running_issuer(root / "stranger") as stranger:
         init_node(node_dir, node_id="gov-node", country="SE")
         config = load_config(node_dir)
         config.access.public_url = server.url

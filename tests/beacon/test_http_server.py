@@ -3,6 +3,7 @@ thread, answered by an ordinary HTTP client."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -12,11 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from genofed.server.app import create_app
 
-from support import free_port
+from support import served
 
 
 def _wait(url: str, deadline: float = 30.0) -> None:
@@ -31,16 +31,31 @@ def _wait(url: str, deadline: float = 30.0) -> None:
     raise AssertionError(f"server did not come up at {url}")
 
 
+def _announced_url(process: subprocess.Popen[str], deadline: float = 30.0) -> str:
+    """The URL a server started with `--port 0` announces on stderr (uvicorn names the port the
+    kernel chose)."""
+    assert process.stderr is not None
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        line = process.stderr.readline()
+        if not line and process.poll() is not None:
+            break
+        found = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
+        if found:  # keep reading, so that later log lines never fill the pipe
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            return found.group(1)
+    raise AssertionError("`genofed serve --port 0` announced no URL")
+
+
 @pytest.fixture(scope="module")
-def served(beacon_node: Any) -> Iterator[str]:
+def cli_served(beacon_node: Any) -> Iterator[str]:
     """`genofed serve NODE --port N` as a separate process."""
-    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", "from genofed.cli.main import main; main()", "serve",
-         str(beacon_node.node_dir), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+         str(beacon_node.node_dir), "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+        base = _announced_url(process)
         _wait(f"{base}/beacon/info")
         yield base
     finally:
@@ -51,7 +66,8 @@ def served(beacon_node: Any) -> Iterator[str]:
             process.kill()
 
 
-def test_cli_serve_answers_over_http(served: str, schemas: Any) -> None:
+def test_cli_serve_answers_over_http(cli_served: str, schemas: Any) -> None:
+    served = cli_served
     info = httpx.get(f"{served}/beacon/info")
     assert info.status_code == 200
     schemas.check("framework/json/responses/beaconInfoResponse.json", info.json())
@@ -69,15 +85,7 @@ def test_cli_serve_answers_over_http(served: str, schemas: Any) -> None:
 
 
 def test_uvicorn_in_thread_concurrent_clients(beacon_node: Any) -> None:
-    port = free_port()
-    config = uvicorn.Config(create_app(beacon_node.node_dir), host="127.0.0.1", port=port,
-                            log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait(f"{base}/beacon/service-info")
+    with served(create_app(beacon_node.node_dir)) as base:
         statuses: list[int] = []
 
         def worker() -> None:
@@ -93,6 +101,3 @@ def test_uvicorn_in_thread_concurrent_clients(beacon_node: Any) -> None:
         for w in workers:
             w.join()
         assert statuses == [200] * 40
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

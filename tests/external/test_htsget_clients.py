@@ -12,20 +12,17 @@ import io
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-import uvicorn
 
 import htsget
-from genofed.files.crypt4gh_io import KeyPair, decrypt_stream, encode_public_key
+from genofed.formats.crypt4gh import KeyPair, decrypt_stream, encode_public_key
 
-from support import HTSGET_DATA, REPO, free_port, require_tool
+from support import HTSGET_DATA, REPO, require_tool, served
 
 _spec = importlib.util.spec_from_file_location("files_fixtures",
                                                REPO / "tests" / "files" / "conftest.py")
@@ -55,25 +52,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> object:
 
 @pytest.fixture(scope="module")
 def server(node: object) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(node.app(), host="127.0.0.1", port=port,  # type: ignore[attr-defined]
-                            log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/htsget/service-info", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    try:
+    with served(node.app()) as base:  # type: ignore[attr-defined]
         yield base
-    finally:
-        instance.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import asyncio
 import importlib.util
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,13 +23,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from genofed.access.identity.issuer import LocalIssuer
 from genofed.config.node import NodePaths, init_node, load_config
-from genofed.federation.hub import create_hub_app
 from genofed.federation.network import (
     Member,
     add_member,
@@ -40,9 +38,11 @@ from genofed.federation.network import (
 )
 from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
+from genofed.server.hub import create_hub_app
+from genofed.server.loopback import LoopbackServer
 from genofed.sim import simulate_cohort
 
-from support import REPO, bearer, free_port, require_tool, trust_issuer
+from support import REPO, bearer, refused_port, require_tool, served, trust_issuer
 
 FLOOR = 5
 #: node id -> (country, samples taken from the pooled cohort, dataset id, access tier)
@@ -69,26 +69,6 @@ def _load_beacon_conftest() -> Any:
 def schemas() -> Any:
     return _load_beacon_conftest().SchemaValidator()
 
-
-
-@contextmanager
-def served(app: Any, port: int | None = None) -> Iterator[str]:
-    """`app` served by uvicorn in a thread on 127.0.0.1; yields its base URL."""
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise AssertionError(f"uvicorn did not start on port {port}")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass
@@ -157,6 +137,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory,
     network_file = root / "network.toml"
     create_network(network_file, "test-net")
     nodes: dict[str, NodeUnderTest] = {}
+    servers: dict[str, LoopbackServer] = {}
     start = 0
     for node_id, (country, count, dataset, tier) in NODES.items():
         names = sample_names[start:start + count]
@@ -170,7 +151,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory,
             ingest_dataset(node_dir, PUBLIC_DATASET, public.vcf,
                            phenopackets=public.phenopackets_dir,
                            metadata=public.dataset_metadata)
-        url = f"http://127.0.0.1:{free_port()}"
+        servers[node_id] = LoopbackServer()  # bound now: its URL goes in the network file
+        url = servers[node_id].url
         add_member(network_file, member_for_node(node_dir, url))
         nodes[node_id] = NodeUnderTest(node_id, country, node_dir, url, dataset, vcf, names)
     for node in nodes.values():
@@ -182,7 +164,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory,
     de_visa = bearer(issuer.passport("alice", extra_visas=[grant], lifetime=lifetime))
     with ExitStack() as stack:
         for node in nodes.values():
-            stack.enter_context(served(create_app(node.dir), int(node.url.rsplit(":", 1)[1])))
+            stack.enter_context(servers[node.id]).start(create_app(node.dir))
         for node in nodes.values():  # warm caches: fault tests time members against 1-2 s
             httpx.get(f"{node.url}/beacon/individuals", headers=researcher, params={
                 "requestedGranularity": "count", "referenceName": "20", "start": "1000",
@@ -214,7 +196,10 @@ class BrokenNode:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
-        self.port = free_port()
+        # Bound now, so the URL is known at once; "down" never listens on it (refused).
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -230,11 +215,12 @@ class BrokenNode:
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
             self._thread.join(timeout=5)
+        self._socket.close()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port))
+            asyncio.start_server(self._handle, sock=self._socket))
         self._ready.set()
         self._loop.run_forever()
         self._loop.close()
@@ -298,16 +284,17 @@ def hub_for(federation: Federation, tmp_path_factory: pytest.TempPathFactory
     def make(extra: list[Member], timeout: float, real_nodes: bool = True) -> Iterator[str]:
         path = tmp_path_factory.mktemp("network") / "network.toml"
         create_network(path, "fault-net")
-        if real_nodes:
-            for node_id in federation.nodes:
-                add_member(path, federation.member(node_id))
-        else:
-            add_member(path, federation.member("fi-a").model_copy(
-                update={"base_url": f"http://127.0.0.1:{free_port()}"}))
-        for member in extra:
-            add_member(path, member)
-        app = create_hub_app(path, federation.signing_key("fi-a"), "fi-a", timeout=timeout)
-        with served(app) as url:
-            yield url
+        with refused_port() as port:
+            if real_nodes:
+                for node_id in federation.nodes:
+                    add_member(path, federation.member(node_id))
+            else:
+                add_member(path, federation.member("fi-a").model_copy(
+                    update={"base_url": f"http://127.0.0.1:{port}"}))
+            for member in extra:
+                add_member(path, member)
+            app = create_hub_app(path, federation.signing_key("fi-a"), "fi-a", timeout=timeout)
+            with served(app) as url:
+                yield url
 
     return make

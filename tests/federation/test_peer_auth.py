@@ -34,9 +34,10 @@ from genofed.federation.network import (
 )
 from genofed.federation.signatures import PeerRefused, PeerSigner, PeerVerifier
 from genofed.server.app import create_app
+from genofed.server.loopback import LoopbackServer
 
-from conftest import Federation, served
-from support import bearer, free_port, trust_issuer
+from conftest import Federation
+from support import bearer, trust_issuer
 
 R = "framework/json/responses/"
 BUDGET = 40
@@ -82,8 +83,8 @@ def guarded(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> It
     node_dir = root / "auth-node"
     init_node(node_dir, node_id="auth-node", country="NL")
     trust_issuer(node_dir, issuer)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    server = LoopbackServer()  # bound now: its URL goes in the network file
+    url = server.url
     network_file = root / "network.toml"
     create_network(network_file, "auth-net")
     add_member(network_file, member_for_node(node_dir, url))
@@ -91,7 +92,8 @@ def guarded(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> It
     add_member(network_file, _member("peer-b", peer_key, "http://127.0.0.1:9"))
     join_network(node_dir, network_file)
     # a small budget per anonymous caller, so tests can see whose budget a query is charged to
-    with served(create_app(node_dir, budget=QueryBudget(BUDGET, 3600)), port):
+    with server:
+        server.start(create_app(node_dir, budget=QueryBudget(BUDGET, 3600)))
         yield Guarded(node_dir, url, network_file, PeerSigner("peer-b", peer_key), peer_key)
 
 

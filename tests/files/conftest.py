@@ -36,11 +36,12 @@ from genofed.access.identity.issuer import LocalIssuer
 from genofed.access.policy import Action
 from genofed.access.principal import Principal
 from genofed.config.node import NodePaths, VisaTrust, init_node, load_config, save_config
-from genofed.files.archive import add_file, set_plain_delivery
-from genofed.files.crypt4gh_io import KeyPair, load_public_key, load_secret_key
+from genofed.formats.crypt4gh import KeyPair, load_public_key, load_secret_key
 from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
+from genofed.server.issuer import running_issuer
 from genofed.sim import simulate_cohort
+from genofed.store.archive import add_file, set_plain_delivery
 from genofed.store.metadata import DatasetMetadata
 
 from edge_cases import WITHOUT_CHR, write_variants
@@ -153,7 +154,7 @@ def build_htsget_node(root: Path) -> HtsgetNode:
     paths = init_node(node_dir, node_id="files-node", country="FI")
     # The login issuer runs for the rest of the session (a daemon thread on loopback); its
     # context manager is kept referenced, or collecting it would stop the server.
-    running = LocalIssuer.running(root / "issuer")
+    running = running_issuer(root / "issuer")
     _RUNNING.append(running)
     issuer = running.__enter__()
     config = load_config(node_dir)

@@ -13,25 +13,25 @@ from pathlib import Path
 import pytest
 
 from genofed.config.node import NodePaths, init_node, load_config
-from genofed.files.archive import (
+from genofed.formats.bgzf_layout import check_layout, inflated_blocks
+from genofed.formats.crypt4gh import (
+    CIPHER_SEGMENT_SIZE,
+    EncryptedFile,
+    encrypt_bytes,
+    read_header,
+)
+from genofed.formats.hts import FileFormat
+from genofed.ingest import ingest_dataset
+from genofed.ingest.sources import VcfSource
+from genofed.store import layout
+from genofed.store.archive import (
     ArchiveError,
     add_file,
     list_files,
     node_keys,
     set_plain_delivery,
 )
-from genofed.files.bgzf_layout import check_layout, inflated_blocks
-from genofed.files.crypt4gh_io import (
-    CIPHER_SEGMENT_SIZE,
-    EncryptedFile,
-    encrypt_bytes,
-    read_header,
-)
-from genofed.files.formats import FileFormat
-from genofed.files.storage import FILES_DIR, ROLE_VARIANTS, read_catalogue
-from genofed.ingest import ingest_dataset
-from genofed.ingest.sources import VcfSource
-from genofed.store import layout
+from genofed.store.originals import FILES_DIR, ROLE_VARIANTS, read_catalogue
 
 from conftest import C4GH, HtsgetNode, synthetic_vcf
 from edge_cases import WITH_CHR, WITHOUT_CHR, write_variants

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from genofed.files.crypt4gh_io import (
+from genofed.formats.crypt4gh import (
     CIPHER_SEGMENT_SIZE,
     Crypt4ghError,
     EncryptedFile,
@@ -25,8 +25,8 @@ from genofed.files.crypt4gh_io import (
     read_header,
     verify_file,
 )
-from genofed.files.storage import FILES_DIR, read_catalogue
 from genofed.store import layout
+from genofed.store.originals import FILES_DIR, read_catalogue
 
 from conftest import C4GH, HtsgetNode
 from support import HTSGET_DATA

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from genofed.access.policy import Action
-from genofed.files.crypt4gh_io import KeyPair, decrypt_stream, encode_public_key
+from genofed.formats.crypt4gh import KeyPair, decrypt_stream, encode_public_key
 
 from conftest import HtsgetNode, bearer
 from support import HTSGET_DATA

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from genofed.files.search import InlinePiece, Region, SlicePlan, plan_slice
-from genofed.files.storage import ArchivedFile, open_archived, read_catalogue
 from genofed.store import layout
+from genofed.store.originals import ArchivedFile, open_archived, read_catalogue
 
 from conftest import HtsgetNode
 from support import HTSGET_DATA

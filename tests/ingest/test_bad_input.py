@@ -77,6 +77,29 @@ def test_non_numeric_pos(populated: Path, cohort: Cohort, tmp_path: Path) -> Non
     assert f"{bad}, line {target + 1}, field POS" in message and "'12x45'" in message
 
 
+@pytest.mark.parametrize("suffix", [".vcf", ".vcf.gz"])
+def test_bad_genotype_names_its_line(populated: Path, cohort: Cohort, tmp_path: Path,
+                                     suffix: str) -> None:
+    """A malformed call in an otherwise well-formed line (the kernel's layout) is reported at
+    its own line, plain and bgzipped (it once said "line 0")."""
+    from genofed.formats.bgzf import BgzfWriter
+
+    lines = vcf_lines(cohort)
+    target = next(i for i, line in enumerate(lines) if not line.startswith("#")) + 7
+    fields = lines[target].rstrip("\n").split("\t")
+    fields[9 + 3] = "0|X"
+    lines[target] = "\t".join(fields) + "\n"
+    bad = tmp_path / f"gt{suffix}"
+    if suffix == ".vcf":
+        bad.write_text("".join(lines))
+    else:
+        with BgzfWriter(bad) as writer:
+            for line in lines:
+                writer.write_record(line.encode())
+    message = ingest_fails(populated, "--dataset", cohort.dataset_id, "--vcf", bad)
+    assert f"{bad}, line {target + 1}, field GT" in message and "'0|X'" in message
+
+
 def test_non_numeric_pos_in_a_later_piece(populated: Path, cohort: Cohort,
                                           tmp_path: Path) -> None:
     """Line numbers stay right when the bad line is parsed by another worker's piece."""

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from genofed.access.db import GovernanceDB
 from genofed.access.models import AuditHead, AuditRecord
+from genofed.errors import AuditWriteError
 
 GENESIS = "0" * 64
 _SEAL_INFO = b"genofed audit seal v1"
@@ -42,10 +43,6 @@ _HASHED_FIELDS = ("seq", "at", "subject", "dataset_id", "action", "decision", "r
 
 
 log = logging.getLogger(__name__)
-
-
-class AuditWriteError(RuntimeError):
-    """The audit record could not be written; the decision it records must not take effect."""
 
 
 def seal_key_from_signing_key(path: Path) -> bytes:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from genofed.config.node import AccessSettings, NodeConfig, NodePaths, load_config
+from genofed.errors import GovernanceDatabaseError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -35,10 +36,6 @@ SCHEMA_REVISION = "0001"
 _MIGRATION_LOCK = 0x67656E6F  # "geno"
 _WRITE = "genofed_write"
 _SQLITE_BUSY_MS = 30_000
-
-
-class GovernanceDatabaseError(RuntimeError):
-    """The governance database cannot be opened or is newer than this genofed."""
 
 
 def database_url(settings: AccessSettings, paths: NodePaths) -> str:

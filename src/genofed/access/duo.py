@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 
+from genofed.errors import PurposeError
 from genofed.store.metadata import DataUseConditions, DuoDataUse, OntologyTerm
 
 GRU, HMB, DS, POA, NRES = "DUO:0000042", "DUO:0000006", "DUO:0000007", "DUO:0000011", "DUO:0000004"
@@ -69,10 +70,6 @@ class Outcome(StrEnum):
     @property
     def severity(self) -> int:
         return {"approve": 0, "needs-review": 1, "deny": 2}[self.value]
-
-
-class PurposeError(ValueError):
-    """A research purpose that cannot be assessed as given (unknown or unusable term)."""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,12 @@ class GovernancePolicy:
                           reason=decision.reason, detail=detail, wait=not aggregate)
         return decision
 
+    def refuse(self, principal: Principal | None, dataset: DatasetMetadata, action: Action,
+               reason: str, *, detail: str = "") -> None:
+        self.audit.append(subject=principal.pseudonym if principal else ANONYMOUS,
+                          dataset_id=dataset.id, action=str(action), decision="deny",
+                          reason=reason, detail=detail)
+
     def deny_unauthenticated(self, dataset_id: str | None, action: Action, reason: str) -> None:
         self.audit.append(subject=ANONYMOUS, dataset_id=dataset_id, action=str(action),
                           decision="deny", reason=f"unauthenticated: {reason}")

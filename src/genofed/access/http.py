@@ -15,15 +15,6 @@ from genofed.access.policy import AccessPolicy
 from genofed.access.principal import Principal
 
 
-class AuthenticationError(Exception):
-    """The bearer token was presented but is not acceptable (401 unless `status` says 403)."""
-
-    def __init__(self, reason: str, status: int = 401) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-
-
 class Authenticator(Protocol):
     def authenticate(self, authorization: str | None) -> Principal | None:
         """The caller behind an `Authorization` header value: None when there is none (anonymous);

@@ -46,6 +46,12 @@ class AccessPolicy(Protocol):
         `detail` (e.g. the region of an htsget ticket) goes into the audit record."""
         ...
 
+    def refuse(self, principal: Principal | None, dataset: DatasetMetadata, action: Action,
+               reason: str, *, detail: str = "") -> None:
+        """Audit a refusal decided outside the access rules (e.g. a dataset that releases files
+        only encrypted, asked for them plain), as the deny it is."""
+        ...
+
     def deny_unauthenticated(self, dataset_id: str | None, action: Action, reason: str) -> None:
         """Audit a request refused before a principal existed (bad token: alg none, expired,
         untrusted jku, ...)."""

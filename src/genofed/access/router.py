@@ -27,7 +27,8 @@ from pydantic.alias_generators import to_camel
 from genofed.access.dac import Committee, GovernanceError, Identity, NotFoundError, Verdict
 from genofed.access.duo import Purpose, PurposeError
 from genofed.access.governance import Governance
-from genofed.access.http import AuthenticationError, current_principal
+from genofed.access.http import current_principal
+from genofed.errors import AuthenticationError
 
 router = APIRouter(tags=["access"])
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from genofed.access.policy import AccessPolicy, Action, Decision
 from genofed.access.principal import Principal
-from genofed.beacon.errors import BudgetExceededError
 from genofed.beacon.request import Granularity
+from genofed.errors import BudgetExceededError
 from genofed.store.dataset import Dataset
 
 ACTIONS = {

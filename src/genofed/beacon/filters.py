@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from genofed.beacon.errors import BeaconRequestError
 from genofed.beacon.request import FilterSpec
+from genofed.errors import BeaconRequestError
 from genofed.ontology.hpo import hpo
 from genofed.store.individuals import iso8601_years
 
 SEX_TERMS = {"NCIT:C16576": "female", "NCIT:C20197": "male", "NCIT:C17998": "unknown"}
-SEX_LABELS = {"NCIT:C16576": "female", "NCIT:C20197": "male", "NCIT:C17998": "Unknown"}
 AGE_IDS = {"age", "NCIT:C25150", "ageAtLastEncounter"}
 DISEASE_PREFIXES = {"OMIM", "ORPHA", "Orphanet", "MONDO", "ICD10", "ICD10CM", "DOID"}
 _HPO_ID = re.compile(r"^HP:\d{7}$")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from genofed.beacon.errors import BeaconRequestError
+from genofed.errors import BeaconRequestError
 
 API_VERSION = "v2.1.1"
 MAX_LIMIT = 1000
@@ -268,6 +268,63 @@ def from_query_params(params: Mapping[str, str]) -> BeaconQuery:
     parsed = from_body(body)
     parsed.filters = [_filter_spec(t, descendants) for t in raw_filters]
     return parsed
+
+
+_INCLUDE = {"ALL", "HIT", "MISS", "NONE"}
+
+
+def sent_summary(params: Mapping[str, str], body: Any = None) -> dict[str, Any]:
+    """`receivedRequestSummary` for a request that could not be answered (perhaps not even
+    parsed): what the caller sent (GET parameters, or the POST body's `query`) wherever it has
+    the type the schema asks for; the default elsewhere."""
+    summary = BeaconQuery().summary()
+    query = body.get("query") if isinstance(body, Mapping) else None
+    if isinstance(query, Mapping):
+        sent: dict[str, Any] = dict(query)
+        pagination = query.get("pagination")
+        if isinstance(pagination, Mapping):
+            sent.update({k: pagination[k] for k in ("skip", "limit") if k in pagination})
+        filters = query.get("filters")
+        if isinstance(filters, list):
+            sent["filters"] = [f if isinstance(f, str) else
+                               f.get("id") if isinstance(f, Mapping) else None for f in filters]
+        parameters = query.get("requestParameters")
+    else:
+        sent = {key: value for key, value in params.items() if key in _CONTROL}
+        for key in ("skip", "limit"):
+            text = sent.get(key)
+            if isinstance(text, str) and text.strip().isascii() and text.strip().isdigit():
+                sent[key] = int(text)
+        if isinstance(sent.get("testMode"), str):
+            lowered = sent["testMode"].strip().lower()
+            sent["testMode"] = {"true": True, "false": False}.get(lowered, sent["testMode"])
+        if isinstance(sent.get("filters"), str):
+            sent["filters"] = [t.strip() for t in sent["filters"].split(",") if t.strip()]
+        parameters = {k: v for k, v in params.items() if k not in _CONTROL}
+    if sent.get("requestedGranularity") in {g.value for g in Granularity}:
+        summary["requestedGranularity"] = sent["requestedGranularity"]
+    if sent.get("includeResultsetResponses") in _INCLUDE:
+        summary["includeResultsetResponses"] = sent["includeResultsetResponses"]
+    for key in ("skip", "limit"):
+        value = sent.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            summary["pagination"][key] = value
+    if isinstance(sent.get("testMode"), bool):
+        summary["testMode"] = sent["testMode"]
+    filters = sent.get("filters")
+    if isinstance(filters, list) and filters and all(isinstance(f, str) for f in filters):
+        summary["filters"] = filters
+    if isinstance(parameters, Mapping) and parameters:
+        summary["requestParameters"] = {"g_variant": _jsonable(unwrap_lenient(parameters))}
+    return summary
+
+
+def unwrap_lenient(params: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`unwrap_parameters` that keeps what it cannot unwrap instead of refusing it."""
+    try:
+        return unwrap_parameters(params)
+    except BeaconRequestError:
+        return dict(params)
 
 
 def _int(name: str, text: str) -> int:

@@ -36,12 +36,23 @@ def response_meta(node_id: str, entity: str | None, query: BeaconQuery,
             "receivedRequestSummary": query.summary(), "testMode": query.test_mode}
 
 
-def error_response(node_id: str, status: int, message: str,
-                   query: BeaconQuery | None = None) -> dict[str, Any]:
-    return {
-        "meta": response_meta(node_id, None, query or BeaconQuery(), Granularity.BOOLEAN),
+def error_response(beacon: str, status: int, message: str, query: BeaconQuery | None = None,
+                   *, summary: dict[str, Any] | None = None,
+                   info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Beacon error envelope, of a node or of the network (`beacon` is the Beacon id).
+    `receivedRequestSummary` is the parsed `query`'s, or `summary` for a request that could not
+    be parsed (:func:`genofed.beacon.request.sent_summary`)."""
+    query = query or BeaconQuery()
+    document: dict[str, Any] = {
+        "meta": {"beaconId": beacon, "apiVersion": API_VERSION, "returnedSchemas": [],
+                 "returnedGranularity": Granularity.BOOLEAN.value,
+                 "receivedRequestSummary": summary if summary is not None else query.summary(),
+                 "testMode": query.test_mode},
         "error": {"errorCode": status, "errorMessage": message},
     }
+    if info:
+        document["info"] = info
+    return document
 
 
 def collections_response(node_id: str, entity: str, query: BeaconQuery,

@@ -11,11 +11,10 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from genofed.access.http import AuthenticationError, access_context
+from genofed.access.http import access_context
 from genofed.access.policy import Action
 from genofed.beacon import framework
 from genofed.beacon.access import QueryBudget, Requester
-from genofed.beacon.errors import UnauthorizedError
 from genofed.beacon.request import (
     BeaconQuery,
     BeaconRequestBody,
@@ -23,6 +22,7 @@ from genofed.beacon.request import (
     from_query_params,
 )
 from genofed.beacon.service import BeaconService, Scope
+from genofed.errors import AuthenticationError, UnauthorizedError
 
 _T = "Beacon framework"
 

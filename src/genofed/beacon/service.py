@@ -18,11 +18,6 @@ import pyarrow.compute as pc
 from genofed.beacon import entities
 from genofed.beacon.access import Requester, granted_granularity
 from genofed.beacon.disclosure import DisclosedCount, disclose
-from genofed.beacon.errors import (
-    ForbiddenError,
-    NotFoundError,
-    UnsupportedQueryError,
-)
 from genofed.beacon.filters import FilterPlan, individuals_mask, plan_filters
 from genofed.beacon.request import BeaconQuery, Granularity
 from genofed.beacon.responses import collections_response, response_meta
@@ -34,6 +29,11 @@ from genofed.beacon.variants import (
     match_sites,
     parse_variant_id,
     parse_variant_query,
+)
+from genofed.errors import (
+    BeaconForbiddenError,
+    BeaconNotFoundError,
+    UnsupportedQueryError,
 )
 from genofed.store.dataset import Dataset
 from genofed.store.metadata import AccessTier
@@ -82,13 +82,13 @@ class BeaconService:
             try:
                 return [self.store.dataset(dataset_id)]
             except (UnknownDatasetError, ValueError) as exc:
-                raise NotFoundError(str(exc)) from None
+                raise BeaconNotFoundError(str(exc)) from None
         all_sets = self.store.datasets()
         if requested:
             known = {d.id for d in all_sets}
             unknown = [r for r in requested if r not in known]
             if unknown:
-                raise NotFoundError(f"unknown dataset(s) {', '.join(unknown)}; this node has "
+                raise BeaconNotFoundError(f"unknown dataset(s) {', '.join(unknown)}; this node has "
                                     f"{', '.join(sorted(known)) or 'none'}")
             return [d for d in all_sets if d.id in requested]
         return all_sets
@@ -143,7 +143,7 @@ class BeaconService:
             granted = granted_granularity(dataset, query.granularity, requester,
                                           detail=f"/{entry}", degrade=not strict)
             if strict and granted.granularity is not Granularity.RECORD:
-                raise ForbiddenError(
+                raise BeaconForbiddenError(
                     f"record level refused for dataset {dataset.id!r}: {granted.reason}; "
                     f"apply to its committee for access (POST /access/applications)")
             if granted.granularity is None:

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from genofed.beacon.errors import BeaconRequestError, UnsupportedQueryError
+from genofed.errors import BeaconRequestError, UnsupportedQueryError
 from genofed.store.dataset import Dataset, normalize_contig
 
 MAX_POSITION = 2**31 - 2

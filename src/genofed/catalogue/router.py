@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from rdflib import Graph
 
 from genofed.catalogue.records import PREFIXES, catalogue_graph, dataset_graph
+from genofed.errors import NotAcceptableError
 from genofed.store.node import NodeStore, UnknownDatasetError
 
 _TAG = "Catalogue (DCAT-AP / HealthDCAT-AP)"
@@ -44,10 +45,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "unknown `format` value"},
     406: {"description": "no served media type is acceptable"},
 }
-
-
-class NotAcceptableError(ValueError):
-    """`Accept` admits none of the media types served."""
 
 
 def _accepted(header: str) -> list[tuple[str, float]]:

@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 
 from genofed.cli.output import console, fail
-from genofed.config.node import NodeConfig, NodeConfigError, NodePaths, load_config, save_config
+from genofed.config.node import NodeConfig, NodePaths, load_config, save_config
 
 if TYPE_CHECKING:
     from genofed.access.dac import ApplicationView, Identity
@@ -41,19 +41,11 @@ NODE_DIR = typer.Argument(..., help="The node directory.")
 
 @contextmanager
 def _governance(node_dir: Path) -> Iterator[Governance]:
-    from genofed.access.dac import GovernanceError
-    from genofed.access.db import GovernanceDatabaseError
-    from genofed.access.duo import PurposeError
     from genofed.access.governance import Governance
 
-    try:
-        governance = Governance.open(node_dir)
-    except (NodeConfigError, GovernanceDatabaseError) as exc:
-        fail(str(exc))
+    governance = Governance.open(node_dir)
     try:
         yield governance
-    except (GovernanceError, PurposeError) as exc:
-        fail(str(exc))
     finally:
         governance.close()
 
@@ -202,10 +194,7 @@ def revoke(
 
 
 def _members_config(node_dir: Path) -> NodeConfig:
-    try:
-        return load_config(node_dir)
-    except NodeConfigError as exc:
-        fail(str(exc))
+    return load_config(node_dir)
 
 
 @dac_app.command("add")
@@ -255,13 +244,10 @@ def audit_verify(node_dir: Path = NODE_DIR) -> None:
     record at fault and whether it was edited, deleted, inserted or reordered."""
     from genofed.access.audit import seal_key_from_signing_key, verify
 
-    try:
-        config = load_config(node_dir)
-        with _governance(node_dir) as governance:
-            report = verify(governance.db,
-                            seal_key_from_signing_key(NodePaths(node_dir, config).signing_key))
-    except NodeConfigError as exc:
-        fail(str(exc))
+    config = load_config(node_dir)
+    with _governance(node_dir) as governance:
+        report = verify(governance.db,
+                        seal_key_from_signing_key(NodePaths(node_dir, config).signing_key))
     if report.problem is not None:
         fail(f"audit trail of {node_dir} is NOT intact: record {report.problem.seq} "
              f"{report.problem.kind}: {report.problem.message}",

@@ -10,9 +10,8 @@ import typer
 from rich.table import Table
 
 from genofed.cli.output import console, fail, human_bytes, stage_progress
-from genofed.config.node import NodeConfigError
-from genofed.ingest import IngestError, ingest_dataset
-from genofed.store import NodeStore, UnknownDatasetError
+from genofed.ingest import ingest_dataset
+from genofed.store import NodeStore
 
 _REGION = re.compile(r"^(?P<chrom>[^:]+)(?::(?P<start>[\d,]+)(?:-(?P<end>[\d,]+))?)?$")
 
@@ -42,15 +41,11 @@ def ingest(
     if ingest fails or is interrupted, the node keeps serving the previous version. Re-ingesting
     identical input changes nothing.
     """
-    try:
-        with stage_progress({"parse": "Parsing VCF (bytes)", "write": "Writing genotype chunks"}
-                            ) as update:
-            result = ingest_dataset(node_dir, dataset, vcf, phenopackets=phenopackets,
-                                    metadata=metadata, populations=populations,
-                                    assembly=assembly, genes=genes, workers=workers,
-                                    progress=update)
-    except (IngestError, NodeConfigError) as exc:
-        fail(str(exc), "nothing was changed on the node; fix the input and run ingest again")
+    with stage_progress({"parse": "Parsing VCF (bytes)", "write": "Writing genotype chunks"}
+                        ) as update:
+        result = ingest_dataset(node_dir, dataset, vcf, phenopackets=phenopackets,
+                                metadata=metadata, populations=populations, assembly=assembly,
+                                genes=genes, workers=workers, progress=update)
     m = result.manifest
     if result.unchanged:
         console.print(f"Dataset [bold]{dataset}[/] is unchanged (same input as {m.version}); "
@@ -92,10 +87,7 @@ def sites(
                                       "`bcftools view -r`). 'chr' prefix optional."),
 ) -> None:
     """Print the dataset's biallelic sites as TSV: CHROM POS REF ALT AC AN."""
-    try:
-        ds = NodeStore.open(node_dir).dataset(dataset)
-    except (NodeConfigError, UnknownDatasetError) as exc:
-        fail(str(exc))
+    ds = NodeStore.open(node_dir).dataset(dataset)
     if region is None:
         table = ds.sites
     else:

@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from genofed.cli.output import console, fail, human_bytes
-from genofed.config.node import NodeConfigError
+from genofed.cli.output import console, human_bytes
 
 app = typer.Typer(help="Original files kept Crypt4GH-encrypted on the node and served by htsget "
                   "(/htsget/variants/{dataset}, /htsget/{variants|reads}/{dataset}/{name}).",
@@ -35,13 +34,9 @@ def add(
     encrypted for the node's public key (`genofed files key`); every segment is authenticated
     and a truncated or tampered file is rejected without storing anything.
     """
-    from genofed.files.archive import add_file
-    from genofed.ingest.errors import IngestError
+    from genofed.store.archive import add_file
 
-    try:
-        result = add_file(node_dir, dataset, file, index=index, name=name)
-    except (IngestError, NodeConfigError, RuntimeError) as exc:
-        fail(str(exc), "nothing was stored")
+    result = add_file(node_dir, dataset, file, index=index, name=name)
     entry = result.entry
     how = "verified and kept as uploaded" if entry.uploaded_encrypted and not entry.reencoded \
         else "encrypted for the node's key"
@@ -56,12 +51,9 @@ def add(
 @app.command("list")
 def list_(node_dir: Path = typer.Argument(..., help="The node directory.")) -> None:
     """List the archived files of every dataset (current versions)."""
-    from genofed.files.archive import list_files
+    from genofed.store.archive import list_files
 
-    try:
-        rows = list_files(node_dir)
-    except NodeConfigError as exc:
-        fail(str(exc))
+    rows = list_files(node_dir)
     if not rows:
         console.print("No archived files yet: `genofed ingest` archives a dataset's VCF/BCF, "
                       "`genofed files add` adds BAM/CRAM and more.")
@@ -87,16 +79,21 @@ def delivery(
                                "deliver slices unencrypted (to callers the access policy "
                                "allows), or only Crypt4GH-encrypted for the requester's key."),
 ) -> None:
-    """Set how a dataset's files may leave the node (default: encrypted only)."""
-    from genofed.files.archive import set_plain_delivery
-    from genofed.ingest.errors import IngestError
+    """Set how a dataset's files may leave the node (default: encrypted only).
 
-    try:
-        version = set_plain_delivery(node_dir, dataset, plain)
-    except (IngestError, NodeConfigError, RuntimeError) as exc:
-        fail(str(exc), "nothing was changed")
-    console.print(f"{dataset} {version}: files are delivered "
-                  f"{'plain or Crypt4GH-encrypted' if plain else 'only Crypt4GH-encrypted'}.")
+    The setting is kept in the dataset's encrypted file catalogue, so a change publishes a new
+    version of the dataset (the data itself is shared with the previous version, not copied);
+    asking for the setting the dataset already has changes nothing."""
+    from genofed.store.archive import set_plain_delivery
+
+    result = set_plain_delivery(node_dir, dataset, plain)
+    how = "plain or Crypt4GH-encrypted" if plain else "only Crypt4GH-encrypted"
+    if result.changed:
+        console.print(f"{dataset}: files are now delivered {how}; published as version "
+                      f"{result.version}.")
+    else:
+        console.print(f"{dataset}: files were already delivered {how}; nothing changed "
+                      f"(version {result.version}).")
 
 
 @app.command("key")
@@ -104,8 +101,5 @@ def key(node_dir: Path = typer.Argument(..., help="The node directory.")) -> Non
     """Print the node's Crypt4GH public key: encrypt uploads for it."""
     from genofed.config.node import NodePaths, load_config
 
-    try:
-        paths = NodePaths(node_dir, load_config(node_dir))
-    except NodeConfigError as exc:
-        fail(str(exc))
+    paths = NodePaths(node_dir, load_config(node_dir))
     print(paths.c4gh_public_key.read_text(), end="")

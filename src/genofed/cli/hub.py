@@ -28,15 +28,15 @@ def serve(
     each node decides access for itself) and merge the answers, with every node's status."""
     import uvicorn
 
-    from genofed.config.node import NodeConfigError, NodePaths, load_config
-    from genofed.federation.hub import PREFIX, create_hub_app
-    from genofed.federation.network import NetworkFileError
+    from genofed.config.node import NodePaths, load_config
+    from genofed.federation.hub import PREFIX
+    from genofed.server.hub import create_hub_app
 
     try:
         config = load_config(node)
         app = create_hub_app(network_file, NodePaths(node, config).signing_key, config.node_id,
                              timeout=timeout)
-    except (NodeConfigError, NetworkFileError, OSError, ValueError) as exc:
+    except OSError as exc:
         fail(str(exc))
     console.print(f"Beacon network at http://{host}:{port}{PREFIX} (signing as "
                   f"{config.node_id}, {timeout:g} s per member)")

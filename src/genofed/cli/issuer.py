@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from genofed.cli.output import console, fail
+from genofed.cli.output import console
 
 if TYPE_CHECKING:
     from genofed.access.identity.issuer import LocalIssuer
@@ -21,12 +21,9 @@ app = typer.Typer(
 
 
 def _open(issuer_dir: Path) -> LocalIssuer:
-    from genofed.access.identity.issuer import IssuerConfigError, LocalIssuer
+    from genofed.access.identity.issuer import LocalIssuer
 
-    try:
-        return LocalIssuer(issuer_dir)
-    except IssuerConfigError as exc:
-        fail(str(exc))
+    return LocalIssuer(issuer_dir)
 
 
 @app.command("init")
@@ -47,13 +44,10 @@ def init(
 
     Keys and users are owner-only. Nothing is defaulted: demo users get generated passwords,
     written to ISSUER_DIR/demo-passwords.toml (owner-only)."""
-    from genofed.access.identity.issuer import DEMO_PASSWORDS_FILE, IssuerConfigError, LocalIssuer
+    from genofed.access.identity.issuer import DEMO_PASSWORDS_FILE, LocalIssuer
 
-    try:
-        issuer = LocalIssuer.create(issuer_dir, url=url, demo_users=demo_users,
-                                    visa_sources=visa_source, token_lifetime=token_lifetime)
-    except IssuerConfigError as exc:
-        fail(str(exc))
+    issuer = LocalIssuer.create(issuer_dir, url=url, demo_users=demo_users,
+                                visa_sources=visa_source, token_lifetime=token_lifetime)
     console.print(f"Created issuer [bold]{issuer.url}[/] in {issuer_dir}")
     console.print(f"  trust its visas with  iss={issuer.url}  jku={issuer.jwks_url}")
     for user in issuer.users():
@@ -83,7 +77,7 @@ def serve(
 
     import uvicorn
 
-    from genofed.access.identity.issuer import create_issuer_app
+    from genofed.server.issuer import create_issuer_app
 
     issuer = _open(issuer_dir)
     parts = urlsplit(issuer.url)
@@ -106,14 +100,10 @@ def token(
 
     Signed with the issuer's key: no server or password needed. For example
     `curl -H "Authorization: Bearer $(genofed issuer token DIR --user alice)" ...`."""
-    from genofed.access.identity.issuer import IssuerConfigError
 
     issuer = _open(issuer_dir)
-    try:
-        minted = (issuer.passport(user, lifetime=lifetime) if passport
-                  else issuer.access_token(user, lifetime=lifetime))
-    except IssuerConfigError as exc:
-        fail(str(exc))
+    minted = (issuer.passport(user, lifetime=lifetime) if passport
+              else issuer.access_token(user, lifetime=lifetime))
     typer.echo(minted)
 
 

@@ -1,4 +1,5 @@
-"""The `genofed` command: thin wrappers, each calling one package."""
+"""The `genofed` command: thin wrappers, each calling one package. Errors are reported in one
+place (:class:`genofed.cli.output.ReportingGroup`)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ from genofed.cli import files as files_cli
 from genofed.cli import hub as hub_cli
 from genofed.cli import issuer as issuer_cli
 from genofed.cli import network as network_cli
+from genofed.cli.output import ReportingGroup
 
 app = typer.Typer(
     name="genofed",
-    help="genofed: a national node of a federated genomic data network (1+MG). Simulate cohorts, "
-    "create a node, ingest VCF/BCF + Phenopackets, and inspect what it holds.",
+    cls=ReportingGroup,
+    help="genofed: a national node of a federated genomic data network (1+MG), in one package. "
+    "A node keeps its genomes and clinical data at home, encrypted; researchers discover what "
+    "exists (GA4GH Beacon v2), apply to each dataset's committee (DUO consent, GA4GH Passport "
+    "visas), stream the slices they were granted (htsget + Crypt4GH), and query every country "
+    "at once through a coordinator. Start with `genofed demo`, or `genofed node init`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -11,10 +11,8 @@ import typer
 from rich.table import Table
 
 from genofed.cli.output import console, fail
-from genofed.config.node import NodeConfigError
 from genofed.federation.network import (
     Member,
-    NetworkFileError,
     add_member,
     create_network,
     join_network,
@@ -37,10 +35,7 @@ def init(file: Path = FILE,
          name: str = typer.Option(..., "--name", help="Short lower-case name, e.g. 'gdi-demo'.")
          ) -> None:
     """Create an empty network file. An existing file is never overwritten."""
-    try:
-        network = create_network(file, name)
-    except NetworkFileError as exc:
-        fail(str(exc))
+    network = create_network(file, name)
     console.print(f"Created network [bold]{network.name}[/] in {file}")
     console.print(f"Next: genofed network add {file} --node NODE_DIR --url URL")
 
@@ -107,11 +102,8 @@ def add(
 ) -> None:
     """Add a member: a local node (--node), an exported entry (--from), or a remote node's
     public keys (--id --country --url --signing-key --agreement-key)."""
-    try:
-        member = _member(node, url, entry, node_id, country, signing_key, agreement_key)
-        network = add_member(file, member, replace=replace)
-    except (NetworkFileError, NodeConfigError) as exc:
-        fail(str(exc))
+    member = _member(node, url, entry, node_id, country, signing_key, agreement_key)
+    network = add_member(file, member, replace=replace)
     console.print(f"Added [bold]{member.id}[/] ({member.country}, {member.base_url}) to network "
                   f"{network.name} (version {network.version}, {len(network.members)} members)")
 
@@ -121,10 +113,7 @@ def remove(file: Path = FILE,
            node_id: str = typer.Argument(..., help="The id of the member to remove.")) -> None:
     """Remove a member. Members reading this file refuse its signed requests from then on
     (they reload the file when it changes; no restart)."""
-    try:
-        network = remove_member(file, node_id)
-    except NetworkFileError as exc:
-        fail(str(exc))
+    network = remove_member(file, node_id)
     console.print(f"Removed [bold]{node_id}[/] from network {network.name} (version "
                   f"{network.version}, {len(network.members)} members left)")
 
@@ -132,10 +121,7 @@ def remove(file: Path = FILE,
 @app.command("show")
 def show(file: Path = FILE) -> None:
     """Show the network: its members and former members."""
-    try:
-        network = load_network(file)
-    except NetworkFileError as exc:
-        fail(str(exc))
+    network = load_network(file)
     console.print(f"Network [bold]{network.name}[/], version {network.version}, updated "
                   f"{network.updated}")
     table = Table()
@@ -169,8 +155,8 @@ def member_info(
     the network operator. Private keys never leave the key directory."""
     try:
         member = member_for_node(node_dir, url)
-    except (NetworkFileError, NodeConfigError, OSError) as exc:
-        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read the node's public keys: {exc}")
     typer.echo(json.dumps(member.model_dump(), indent=2))
 
 
@@ -181,8 +167,5 @@ def join(
 ) -> None:
     """Make a node a network member on its side: it verifies signed peer requests against
     this file (sets `federation.network_file` in node.toml; restart the node to apply)."""
-    try:
-        network = join_network(node_dir, file)
-    except (NetworkFileError, NodeConfigError) as exc:
-        fail(str(exc))
+    network = join_network(node_dir, file)
     console.print(f"Node {node_dir} now follows network [bold]{network.name}[/] ({file})")

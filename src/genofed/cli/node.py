@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from genofed.cli.output import console, fail, human_bytes
-from genofed.config.node import NodeConfigError, init_node
+from genofed.cli.output import console, human_bytes
+from genofed.config.node import init_node
 from genofed.store import NodeStore
 
 app = typer.Typer(help="Create a node and inspect it.", no_args_is_help=True)
@@ -24,10 +24,7 @@ def init(
 ) -> None:
     """Create a node: its configuration and freshly generated keys (Crypt4GH, ES256 signing,
     X25519 key agreement). Nothing is defaulted; an existing node is never overwritten."""
-    try:
-        paths = init_node(node_dir, node_id=node_id, country=country, keys_dir=keys_dir)
-    except NodeConfigError as exc:
-        fail(str(exc))
+    paths = init_node(node_dir, node_id=node_id, country=country, keys_dir=keys_dir)
     console.print(f"Created node [bold]{node_id}[/] ({country.upper()}) in {node_dir}")
     console.print(f"  configuration  {paths.config_file}")
     console.print(f"  keys           {paths.keys} (owner-only)")
@@ -37,10 +34,7 @@ def init(
 @app.command("info")
 def info(node_dir: Path = typer.Argument(..., help="The node directory.")) -> None:
     """Show the node's datasets: version, access tier, samples, variants and sizes."""
-    try:
-        store = NodeStore.open(node_dir)
-    except NodeConfigError as exc:
-        fail(str(exc))
+    store = NodeStore.open(node_dir)
     config = store.config
     console.print(f"Node [bold]{config.node_id}[/] ({config.country}), created {config.created}")
     table = Table(title=None, show_lines=False)

@@ -1,10 +1,11 @@
-"""Terminal output shared by the commands: errors, tables, progress bars."""
+"""Terminal output shared by the commands: errors (reported in one place for every command, see
+:class:`ReportingGroup`), tables, progress bars."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,9 +17,24 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from typer.core import TyperGroup
+
+from genofed.errors import GenofedError
 
 console = Console()
 errors = Console(stderr=True)
+
+
+class ReportingGroup(TyperGroup):
+    """The root command group: any :class:`~genofed.errors.GenofedError` a command lets out is
+    printed with its hint, and the command exits with status 1 (no traceback)."""
+
+    # `ctx` is typer's vendored click Context, which typer does not export.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GenofedError as exc:
+            fail(str(exc), exc.hint)
 
 
 def fail(message: str, hint: str | None = None) -> NoReturn:

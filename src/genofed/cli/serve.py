@@ -12,7 +12,9 @@ def serve(
     node_dir: Path = typer.Argument(..., help="The node directory (`genofed node init`)."),
     host: str = typer.Option(None, "--host", help="Address to listen on (default: node config, "
                              "127.0.0.1)."),
-    port: int = typer.Option(None, "--port", help="Port (default: node config, 8080)."),
+    port: int = typer.Option(None, "--port", min=0, max=65535,
+                             help="Port (default: node config, 8080; 0: any free port, "
+                                  "announced on start)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes sharing the port "
                                 "(one per core serves the most queries per second)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical, "
@@ -21,16 +23,13 @@ def serve(
     """Serve the node's HTTP APIs (Beacon v2 under /beacon, /openapi.json) until Ctrl-C."""
     import uvicorn
 
-    from genofed.config.node import NodeConfigError, load_config
+    from genofed.config.node import load_config
     from genofed.server.app import NODE_DIR_VARIABLE, create_app
 
-    try:
-        config = load_config(node_dir)
-        app = create_app(node_dir)  # fail here, with a clear message, rather than in a worker
-    except NodeConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    bind = {"host": host or config.server.host, "port": port or config.server.port,
+    config = load_config(node_dir)
+    app = create_app(node_dir)  # fail here, with a clear message, rather than in a worker
+    bind = {"host": host or config.server.host,
+            "port": config.server.port if port is None else port,
             "log_level": log_level}
     if workers == 1:
         uvicorn.run(app, **bind)  # type: ignore[arg-type]

@@ -19,13 +19,11 @@ from pathlib import Path
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from genofed.errors import NodeConfigError
+
 CONFIG_FILE = "node.toml"
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
-
-
-class NodeConfigError(ValueError):
-    """The node directory is missing, not a node, or its configuration is invalid."""
 
 
 class ServerSettings(BaseModel):

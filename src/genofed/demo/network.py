@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genofed.access.identity.issuer import LocalIssuer, LoopbackServer
+from genofed.access.identity.issuer import LocalIssuer
 from genofed.config.node import CONFIG_FILE, VisaTrust, init_node, load_config, save_config
+from genofed.server.issuer import running_issuer
+from genofed.server.loopback import LoopbackServer
 
 #: Users of the demo issuer besides its researcher `alice`: each node's committee member.
 RESEARCHER = "alice"
@@ -98,9 +100,9 @@ def build(directory: Path, *, length_mb: float = 1.0, scale: float = 1.0,
 def serving(directory: Path) -> Iterator[Running]:
     """Start the issuer, the three nodes and the coordinator on free loopback ports."""
     from genofed.config.node import NodePaths
-    from genofed.federation.hub import create_hub_app
     from genofed.federation.network import add_member, create_network, member_for_node
     from genofed.server.app import create_app
+    from genofed.server.hub import create_hub_app
 
     with contextlib.ExitStack() as stack:
         servers = {node.id: stack.enter_context(LoopbackServer()) for node in NODES}
@@ -108,7 +110,7 @@ def serving(directory: Path) -> Iterator[Running]:
         # The issuer's URL (its `iss`) changes with its port, so it is created afresh each run.
         issuer_dir = directory / "issuer"
         shutil.rmtree(issuer_dir, ignore_errors=True)
-        issuer = stack.enter_context(LocalIssuer.running(
+        issuer = stack.enter_context(running_issuer(
             issuer_dir, visa_sources=[f"{s.url}/access/visas" for s in servers.values()]))
         for node in NODES:
             if node.dac_member not in {u.id for u in issuer.users()}:

@@ -1,7 +1,7 @@
 """The coordinator: a Beacon network at `/network/beacon/...` over every member of a network.
 
-`create_hub_app(network_file, signing_key_path, node_id)` runs beside a member node (and signs as
-that node). Each researcher request is validated once here, then sent to every member at once
+The hub (:func:`genofed.server.hub.create_hub_app`) runs beside a member node and signs as that
+node. Each researcher request is validated once here, then sent to every member at once
 with the researcher's `Authorization` header forwarded untouched, so each node decides access
 for itself and answers only for itself; the answers are merged by :mod:`genofed.federation.merge`.
 Entry-type and collection endpoints mirror the node's Beacon router exactly (same paths, GET and
@@ -15,30 +15,24 @@ members holding them, each asked for its own subset; the others are reported as 
 from __future__ import annotations
 
 import logging
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from genofed import __version__
-from genofed.beacon.errors import BeaconRequestError
 from genofed.beacon.request import BeaconQuery, from_query_params, parse_body_json
 from genofed.beacon.router import router as node_router
+from genofed.errors import BeaconRequestError
 from genofed.federation import answers, merge
 from genofed.federation.answers import AnswerCheck
-from genofed.federation.client import DEFAULT_TIMEOUT, FanOut, NodeAnswer, Outgoing
+from genofed.federation.client import FanOut, NodeAnswer, Outgoing
 from genofed.federation.network import LiveNetwork, Member, Network, NetworkFileError
-from genofed.federation.signatures import FORWARDED_FOR, PeerSigner
+from genofed.federation.signatures import FORWARDED_FOR
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +95,7 @@ class _Forward:
         return Outgoing(self.method, self.node_path, self.query_string, self.body, self.headers)
 
 
-def _json(document: dict[str, Any], status: int = 200) -> Response:
+def json_response(document: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(document), status, media_type="application/json")
 
 
@@ -119,7 +113,7 @@ class Hub:
                                      "operator's log has details", 503) from None
 
     @staticmethod
-    def _root(request: Request) -> str:
+    def root(request: Request) -> str:
         return str(request.base_url).rstrip("/") + PREFIX
 
     @staticmethod
@@ -190,7 +184,7 @@ class Hub:
         if not any(a.ok for a in found):
             return self._failed(network, found, query)
         merged = merge.collections if entity in _COLLECTIONS else merge.result_sets
-        return _json(merged(network, found, query, entity))
+        return json_response(merged(network, found, query, entity))
 
     def _failed(self, network: Network, found: list[NodeAnswer],
                 query: BeaconQuery | None = None) -> Response:
@@ -198,7 +192,7 @@ class Hub:
             status, message = 503, f"network {network.name!r} has no members"
         else:
             status, message = merge.failure(found)
-        return _json(merge.error_document(network.beacon_id, status, message, query,
+        return json_response(merge.error_document(network.beacon_id, status, message, query,
                                           {"network": merge.network_report(network, found)}),
                      status)
 
@@ -215,112 +209,7 @@ class Hub:
         found = await self.fan_out.ask_all(network.members, plan, check)
         if not partial_ok and not any(a.ok for a in found):
             return self._failed(network, found)
-        return _json(build(network, found))
+        return json_response(build(network, found))
 
 
-def create_hub_app(network_file: Path, signing_key_path: Path, node_id: str, *,
-                   timeout: float = DEFAULT_TIMEOUT, directory_ttl: float = 30.0) -> FastAPI:
-    """The coordinator's ASGI app, signing as member `node_id` with its key. `timeout` bounds
-    each member's answer (seconds)."""
-    # FastAPI re-derives the mirrored node routes' `{id}` parameters and pydantic warns that an
-    # alias it sets there has no effect; harmless, and noise in every operator's terminal.
-    warnings.filterwarnings("ignore", message="The 'alias' attribute with value 'id'")
-    network = LiveNetwork(network_file)
-    current = network.current()
-    if current.member(node_id) is None:
-        raise NetworkFileError(f"{network_file}: node {node_id!r} is not a member of network "
-                               f"{current.name!r}, so the members would refuse its requests; "
-                               "add it with `genofed network add`")
-    fan_out = FanOut(PeerSigner.from_key_file(node_id, signing_key_path), timeout=timeout,
-                     directory_ttl=directory_ttl)
-    hub = Hub(network, fan_out)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await fan_out.open()
-        try:
-            yield
-        finally:
-            await fan_out.close()
-
-    app = FastAPI(title=f"genofed Beacon network {current.name}", version=__version__,
-                  description="A GA4GH Beacon v2 network (under /network/beacon) over the "
-                              "members of a genofed network; per-node status in `info.network`.",
-                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
-                  lifespan=lifespan)
-    app.state.hub = hub
-
-    def beacon_id() -> str:
-        try:
-            return network.current().beacon_id
-        except NetworkFileError:
-            return "org.genofed.network"
-
-    @app.exception_handler(BeaconRequestError)
-    async def _beacon_error(request: Request, exc: BeaconRequestError) -> Response:
-        return _json(merge.error_document(beacon_id(), exc.status, exc.message), exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        return _json(merge.error_document(beacon_id(), 400, f"invalid request: {exc}"), 400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        message = str(exc.detail) if exc.detail else "error"
-        if exc.status_code == 404:
-            message = f"no such endpoint: {request.url.path} (see {PREFIX}/map)"
-        return _json(merge.error_document(beacon_id(), exc.status_code, message),
-                     exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
-        return _json(merge.error_document(beacon_id(), 500, "internal error; the hub "
-                                          "operator's log has the details"), 500)
-
-    def framework_route(path: str, node_path: str, check: AnswerCheck,
-                        build: Callable[[Network, list[NodeAnswer]], dict[str, Any]],
-                        summary: str, partial_ok: bool = False) -> None:
-        async def handler(request: Request) -> Response:
-            return await hub.framework(request, node_path, check, build, partial_ok=partial_ok)
-
-        app.add_api_route(PREFIX + path, handler, methods=["GET"], summary=summary,
-                          tags=["Beacon network framework"], include_in_schema=path != "",
-                          name=f"network{path.replace('/', '_') or '_root'}")
-
-    for path in ("", "/", "/info"):
-        framework_route(path, "/info", answers.check_info, merge.info,
-                        "Network information and every member's status", partial_ok=True)
-    framework_route("/configuration", "/configuration", answers.check_entry_types,
-                    merge.configuration, "Merged configuration of the members")
-    framework_route("/entry_types", "/entry_types", answers.check_entry_types,
-                    merge.entry_types, "Entry types any member serves")
-    framework_route("/filtering_terms", "/filtering_terms", answers.check_filtering_terms,
-                    merge.filtering_terms, "Filtering terms present at any member")
-
-    async def beacon_map(request: Request) -> Response:
-        root = Hub._root(request)
-        return await hub.framework(request, "/map", answers.check_map,
-                                   lambda n, found: merge.beacon_map(n, found, root))
-
-    app.add_api_route(PREFIX + "/map", beacon_map, methods=["GET"],
-                      summary="Merged map, every URL under this network",
-                      tags=["Beacon network framework"])
-
-    async def service_info(request: Request) -> Response:
-        return _json(merge.service_info(hub.current(), Hub._root(request)))
-
-    app.add_api_route(PREFIX + "/service-info", service_info, methods=["GET"],
-                      summary="GA4GH service-info of the network",
-                      tags=["Beacon network framework"])
-
-    for path in mirrored_paths():
-        entity = entity_of(path)
-        app.add_api_route(PREFIX + path, hub.entry_handler(entity), methods=["GET", "POST"],
-                          summary=f"{entity} from every member (mirrors {NODE_PREFIX}{path})",
-                          tags=[path.strip("/").split("/")[0]],
-                          name=f"network_{path.strip('/').replace('/', '_')}")
-    return app
-
-
-__all__ = ["PREFIX", "Hub", "create_hub_app", "mirrored_paths"]
+__all__ = ["NODE_PREFIX", "PREFIX", "Hub", "entity_of", "mirrored_paths"]

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from genofed import __version__
 from genofed.beacon.request import API_VERSION, BeaconQuery, Granularity
-from genofed.beacon.responses import returned_schemas
+from genofed.beacon.responses import error_response, returned_schemas
 from genofed.federation.client import NodeAnswer, Status
 from genofed.federation.network import Network
 
@@ -45,16 +45,7 @@ def response_meta(network: Network, entity: str | None, query: BeaconQuery,
 def error_document(network_beacon_id: str, status: int, message: str,
                    query: BeaconQuery | None = None,
                    info: dict[str, Any] | None = None) -> dict[str, Any]:
-    query = query or BeaconQuery()
-    document: dict[str, Any] = {
-        "meta": {"beaconId": network_beacon_id, "apiVersion": API_VERSION,
-                 "returnedSchemas": [], "returnedGranularity": "boolean",
-                 "receivedRequestSummary": query.summary(), "testMode": query.test_mode},
-        "error": {"errorCode": status, "errorMessage": message},
-    }
-    if info:
-        document["info"] = info
-    return document
+    return error_response(network_beacon_id, status, message, query, info=info)
 
 
 def network_report(network: Network, answers: Sequence[NodeAnswer]) -> dict[str, Any]:

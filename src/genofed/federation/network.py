@@ -43,13 +43,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from genofed.config.node import NODE_ID_PATTERN, NodePaths, load_config, save_config
+from genofed.errors import NetworkFileError
 
 FORMAT: Literal["genofed-network/1"] = "genofed-network/1"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
-
-
-class NetworkFileError(ValueError):
-    """The network file is missing or invalid, or an edit to it is not possible."""
 
 
 def _now() -> str:

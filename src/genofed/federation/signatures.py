@@ -55,8 +55,9 @@ from http_message_signatures.algorithms import ECDSA_P256_SHA256
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genofed.beacon.responses import error_response
+from genofed.beacon.responses import beacon_id, error_response
 from genofed.config.node import NODE_ID_PATTERN, NodeConfig
+from genofed.errors import PeerRefused
 from genofed.federation.network import LiveNetwork, Network, NetworkFileError, network_path_of
 
 log = logging.getLogger(__name__)
@@ -139,13 +140,6 @@ class PeerSigner:
         added["signature-input"] = f"{LABEL}={params}"
         added["signature"] = f"{LABEL}=:{signature.decode('ascii')}:"
         return added
-
-
-class PeerRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -434,7 +428,7 @@ class PeerSignatureMiddleware:
                       message: str) -> None:
         log.warning("refused peer request %s %s: %s", scope.get("method"), scope.get("path"),
                     message)
-        await JSONResponse(error_response(self.node_id, status, message), status)(
+        await JSONResponse(error_response(beacon_id(self.node_id), status, message), status)(
             scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -19,22 +19,11 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from genofed.errors import TransportError
+
 #: Idle connections older than this are not reused (uvicorn closes idle ones after 5 s).
 IDLE_EXPIRY = 4.0
 MAX_ANSWER = 64 << 20
-
-
-class TransportError(Exception):
-    """The exchange failed: `kind` is "unreachable", "dropped" (the connection ended before
-    the answer did), "protocol" (not valid HTTP/1.1) or "too_large"."""
-
-    def __init__(self, kind: str, detail: str, *, received: bool = True) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-        #: Whether any byte of an answer arrived (a reused connection that the server had
-        #: already closed receives none: the request is retried once on a fresh one).
-        self.received = received
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from genofed.files.crypt4gh_io import SEGMENT_SIZE, KeyPair, SegmentCipher, build_header
 from genofed.files.search import InlinePiece, Piece, SlicePlan
-from genofed.files.storage import ArchivedFile
+from genofed.formats.crypt4gh import SEGMENT_SIZE, KeyPair, SegmentCipher, build_header
+from genofed.store.originals import ArchivedFile
 
 #: Largest span one data URL covers (smaller blocks retry cheaply; htsget suggests < 1 GB).
 MAX_URL_SPAN = 64 << 20

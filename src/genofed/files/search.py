@@ -20,12 +20,12 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from genofed.files import formats
-from genofed.files.errors import InvalidInput, NotFound
-from genofed.files.formats import FileFormat, RecordCodec, RecordSpan
-from genofed.files.indexes import BgzfIndex, CramIndex
-from genofed.files.storage import ArchivedFile, BlockTable, UncompressedReader
+from genofed.errors import HtsgetInvalidInput, HtsgetNotFound
+from genofed.formats import hts
 from genofed.formats.bgzf import EOF_BLOCK, MAX_BLOCK_PAYLOAD, deflate_block
+from genofed.formats.hts import FileFormat, RecordCodec, RecordSpan
+from genofed.formats.indexes import BgzfIndex, CramIndex
+from genofed.store.originals import ArchivedFile, BlockTable, UncompressedReader
 
 _UNBOUNDED = sys.maxsize
 _WINDOW = 1 << 16
@@ -78,8 +78,9 @@ def plan_slice(file: ArchivedFile, regions: list[Region] | None, *,
                header_only: bool = False) -> SlicePlan:
     """What to deliver for `regions` (None: everything) or for the header alone."""
     if regions is not None and file.index is None:
-        raise InvalidInput(f"{file.entry.name!r} has no index ({'; '.join(file.entry.notes)}), "
-                           "so only the whole file can be served: omit referenceName")
+        raise HtsgetInvalidInput(f"{file.entry.name!r} has no index "
+                                 f"({'; '.join(file.entry.notes)}), so only the whole file can "
+                                 "be served: omit referenceName")
     references = _resolve(file, regions or [])
     if file.file_format is FileFormat.CRAM:
         return _plan_cram(file, regions, references, header_only)
@@ -91,15 +92,15 @@ def _resolve(file: ArchivedFile, regions: list[Region]) -> list[int]:
     for region in regions:
         if region.reference_name == "*":
             if file.file_format.datatype != "reads":
-                raise NotFound("referenceName '*' (unplaced reads) applies to reads only")
+                raise HtsgetNotFound("referenceName '*' (unplaced reads) applies to reads only")
             ids.append(-1)
             continue
         found = file.reference_id(region.reference_name)
         if found is None:
             shown = ", ".join(file.references[:25]) + (" ..." if len(file.references) > 25
                                                        else "")
-            raise NotFound(f"reference {region.reference_name!r} is not in {file.entry.name!r}; "
-                           f"its references are: {shown}")
+            raise HtsgetNotFound(f"reference {region.reference_name!r} is not in "
+                                 f"{file.entry.name!r}; its references are: {shown}")
         ids.append(found)
     return ids
 
@@ -291,9 +292,9 @@ def _plan_cram(file: ArchivedFile, regions: list[Region] | None, references: lis
                header_only: bool) -> SlicePlan:
     assert isinstance(file.index, CramIndex)
     header_size = file.entry.header_size
-    data_end = file.entry.plaintext_size - len(formats.CRAM3_EOF)
+    data_end = file.entry.plaintext_size - len(hts.CRAM3_EOF)
     plan = SlicePlan(file, header=[RawPiece(0, header_size)])
-    eof = InlinePiece(formats.CRAM3_EOF)
+    eof = InlinePiece(hts.CRAM3_EOF)
     if header_only:
         plan.body = [eof]
         return plan

@@ -20,12 +20,10 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from genofed.errors import InvalidDataToken
+
 KEY_FILE = "htsget-urls.key"
 _CONTEXT = b"genofed htsget data URL v1"
-
-
-class InvalidToken(ValueError):
-    """Not a token this node sealed, or expired."""
 
 
 class TokenSealer:
@@ -66,8 +64,8 @@ class TokenSealer:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             body = self._aead.decrypt(raw[:12], raw[12:], _CONTEXT)
         except (binascii.Error, ValueError, InvalidTag):
-            raise InvalidToken("this data URL is not valid on this node") from None
+            raise InvalidDataToken("this data URL is not valid on this node") from None
         claims: dict[str, Any] = json.loads(body)
         if claims["exp"] < (time.time() if now is None else now):
-            raise InvalidToken("this data URL has expired; request a new ticket")
+            raise InvalidDataToken("this data URL has expired; request a new ticket")
         return claims

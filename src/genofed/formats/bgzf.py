@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from zlib_ng import zlib_ng
+
+from genofed.errors import BgzfError
 
 #: Largest uncompressed payload per block; htslib uses the same bound so blocks stay < 64 KiB.
 MAX_BLOCK_PAYLOAD = 0xFF00
@@ -26,10 +27,6 @@ _HEADER = struct.Struct("<4BI2BH2BHH")  # magic..xlen, then the BC subfield (SI1
 _HEADER_SIZE = 18
 #: Anything holding a whole file's bytes: read into memory or memory-mapped.
 Buffer = bytes | bytearray | memoryview | mmap.mmap
-
-
-class BgzfError(ValueError):
-    """The bytes are not valid BGZF (truncated, corrupt or plain gzip)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +148,3 @@ class BgzfWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def iter_records(path: str | Path) -> Iterator[bytes]:
-    """Yield the lines of a BGZF (or any gzip) file; for tests and small files."""
-    import gzip
-
-    with gzip.open(path, "rb") as handle:
-        yield from handle

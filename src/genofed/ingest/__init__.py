@@ -1,6 +1,6 @@
 """VCF/BCF + Phenopackets + dataset metadata -> a node's store (validated, atomic, parallel)."""
 
-from genofed.ingest.errors import IngestError, InputError
+from genofed.errors import IngestError, InputError
 from genofed.ingest.pipeline import IngestResult
 from genofed.ingest.pipeline import ingest as ingest_dataset
 

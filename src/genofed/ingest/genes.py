@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from genofed.ingest.errors import InputError
+from genofed.errors import InputError
 
 SCHEMA = pa.schema([("name", pa.string()), ("contig", pa.string()), ("start", pa.int64()),
                     ("end", pa.int64()), ("aliases", pa.list_(pa.string()))])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from genofed.ingest.errors import InputError
+from genofed.errors import InputError
 from genofed.ontology.hpo import hpo
 from genofed.store.individuals import iso8601_years
 

@@ -15,9 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from genofed.errors import InputError
 from genofed.formats.bgzf import BgzfError, Block, inflate_block, scan_blocks
-from genofed.ingest.errors import InputError
 from genofed.ingest.vcf_header import VcfHeader, parse_header
+from genofed.ingest.vcf_records import PLOIDY, ParsedRecords, call_flags
 
 #: Uncompressed text per piece: enough to amortise per-piece costs, small enough to bound memory.
 PIECE_PAYLOAD = 48 << 20
@@ -201,3 +204,51 @@ def _after_first_newline(parts: list[bytes]) -> list[bytes]:
             rest = part[nl + 1 :]
             return ([rest] if rest else []) + parts[i + 1 :]
     return []
+
+
+def read_bcf(source: VcfSource) -> ParsedRecords:
+    """BCF through htslib: slower per record than the text path, but BCF inputs are small here."""
+    import cyvcf2
+
+    n_samples = len(source.header.samples)
+    out = ParsedRecords()
+    contig_ids: dict[str, int] = {}
+    contig_of: list[int] = []
+    positions: list[int] = []
+    quality: list[float] = []
+    calls: list[np.ndarray] = []
+    phases: list[np.ndarray] = []
+    reader = cyvcf2.VCF(str(source.path), gts012=False)
+    for number, record in enumerate(reader, start=1):
+        contig_of.append(contig_ids.setdefault(record.CHROM, len(contig_ids)))
+        positions.append(record.POS)
+        out.ids.append(record.ID or ".")
+        out.alleles.append([record.REF, *record.ALT])
+        quality.append(np.nan if record.QUAL is None else record.QUAL)
+        out.filters.append([] if record.FILTER is None and record.FILTERS == [] else
+                           [f for f in (record.FILTERS or ["PASS"])])
+        row = np.full((n_samples, PLOIDY), -1, dtype=np.int8)
+        phased = np.zeros(n_samples, dtype=bool)
+        genotype = record.genotype
+        if genotype is not None and n_samples:
+            array = genotype.array()
+            if array.shape[1] - 1 > PLOIDY:
+                raise InputError(source.name, f"ploidy {array.shape[1] - 1} is not supported",
+                                 field=f"record {number} GT")
+            width = array.shape[1] - 1
+            row[:, :width] = np.where(array[:, :width] < -1, -2, array[:, :width])
+            if width == 1:
+                row[:, 1] = -2
+            phased = array[:, -1].astype(bool)
+        calls.append(row)
+        phases.append(phased)
+    reader.close()
+    out.contigs = list(contig_ids)
+    out.contig = np.asarray(contig_of, dtype=np.int32)
+    out.position = np.asarray(positions, dtype=np.int32)
+    out.quality = np.asarray(quality, dtype=np.float32)
+    out.genotypes = (np.stack(calls) if calls
+                     else np.empty((0, n_samples, PLOIDY), dtype=np.int8))
+    out.phased = np.stack(phases) if phases else np.empty((0, n_samples), dtype=bool)
+    out.flags = call_flags(out.genotypes, out.phased)
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from genofed.ingest.errors import InputError
+from genofed.errors import InputError
 
 _FIXED_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 _STRUCTURED = re.compile(r"^##([A-Za-z0-9_.-]+)=<(.*)>$")

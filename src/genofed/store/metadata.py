@@ -16,12 +16,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from genofed.errors import MetadataError
+
 DATASET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _CURIE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*:[^\s]+$")
-
-
-class MetadataError(ValueError):
-    """Dataset metadata is missing, not JSON, or does not fit the model."""
 
 
 class AccessTier(StrEnum):

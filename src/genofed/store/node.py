@@ -8,22 +8,14 @@ import threading
 from pathlib import Path
 
 from genofed.config.node import NodeConfig, NodePaths, load_config
+from genofed.errors import UnknownDatasetError
+from genofed.formats.crypt4gh import KeyPair
+from genofed.store import layout
 from genofed.store.dataset import Dataset
 from genofed.store.metadata import DATASET_ID_PATTERN
+from genofed.store.originals import ArchivedFile, ArchivedFileCache, CatalogueEntry
 
 _DATASET_ID = re.compile(DATASET_ID_PATTERN)
-
-
-class UnknownDatasetError(KeyError):
-    """No published dataset by that id on this node."""
-
-    def __init__(self, dataset_id: str, known: list[str]) -> None:
-        self.dataset_id = dataset_id
-        listing = ", ".join(known) if known else "none yet: ingest one with `genofed ingest`"
-        super().__init__(f"unknown dataset {dataset_id!r}; this node has: {listing}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class NodeStore:
@@ -40,6 +32,8 @@ class NodeStore:
         self._datasets_dir = str(self.paths.datasets)
         self._listing: tuple[int, list[str]] = (-1, [])
         self._key: bytes | None = None
+        self._keys: KeyPair | None = None
+        self._files: ArchivedFileCache | None = None
 
     @classmethod
     def open(cls, root: str | Path) -> NodeStore:
@@ -71,7 +65,7 @@ class NodeStore:
             return None
         if target in self._cache:  # versions are immutable once published
             return target
-        return target if os.path.isfile(os.path.join(target, "manifest.json")) else None
+        return target if os.path.isfile(os.path.join(target, layout.MANIFEST)) else None
 
     def dataset(self, dataset_id: str) -> Dataset:
         """The currently published version of a dataset."""
@@ -85,10 +79,42 @@ class NodeStore:
                 cached = self._cache[version] = Dataset(Path(version), self._secret_key())
             return cached
 
+    def dataset_version(self, dataset_id: str, version: str) -> Dataset | None:
+        """A published version of a dataset, current or not (e.g. the one an htsget ticket was
+        issued for); None when the node no longer keeps it."""
+        if not _DATASET_ID.match(dataset_id) or not layout.VERSION_NAME.match(version):
+            return None
+        path = os.path.join(self._datasets_dir, dataset_id, "versions", version)
+        with self._lock:
+            cached = self._cache.get(path)
+        if cached is not None:
+            return cached
+        if not os.path.isfile(os.path.join(path, layout.MANIFEST)):
+            return None
+        opened = Dataset(Path(path), self._secret_key())
+        with self._lock:
+            return self._cache.setdefault(path, opened)
+
+    @property
+    def keys(self) -> KeyPair:
+        """The node's Crypt4GH key pair (files at rest; re-encryption for a requester)."""
+        if self._keys is None:
+            from genofed.store.archive import node_keys
+
+            self._keys = node_keys(self.paths)
+        return self._keys
+
+    def open_file(self, dataset: Dataset, entry: CatalogueEntry) -> ArchivedFile:
+        """An archived file of a dataset version, opened for slicing (kept in a small cache;
+        versions are immutable)."""
+        if self._files is None:
+            self._files = ArchivedFileCache(self.keys)
+        return self._files.get(dataset.path, entry)
+
     def _secret_key(self) -> bytes | None:
         """The node's Crypt4GH secret key (opens the encrypted individuals tables)."""
         if self._key is None and self.paths.c4gh_secret_key.is_file():
-            from genofed.files.crypt4gh_io import load_secret_key
+            from genofed.formats.crypt4gh import load_secret_key
 
             self._key = load_secret_key(self.paths.c4gh_secret_key)
         return self._key

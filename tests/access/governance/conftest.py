@@ -1,5 +1,6 @@
 """Fixtures for the governance tests: a real PostgreSQL server started for the session (as the
-`postgres` user when we run as root, in a temporary directory, on a free loopback port), a
+`postgres` user when we run as root, in a temporary directory, reached through its Unix socket
+there: no TCP port to pick or race for), a
 `database_url` that runs each test on SQLite and on PostgreSQL, and the governance parts built on
 it: committee, visa signer, audit log and policy, over a few datasets with DUO conditions."""
 
@@ -29,8 +30,6 @@ from genofed.access.models import Base
 from genofed.access.visas import VisaSigner
 from genofed.store.metadata import DatasetMetadata
 
-from support import free_port
-
 NODE_URL = "https://node.example.org"
 SEAL_KEY = b"governance-tests-seal-key-32byte"
 
@@ -46,8 +45,9 @@ class PostgresServer:
     shared: str = ""
 
     def url(self, database: str) -> str:
-        return (f"postgresql+psycopg://{self.user}:{self.password}@{self.host}:{self.port}/"
-                f"{database}")
+        """`host` is the directory of the server's socket, which libpq takes as a host."""
+        return (f"postgresql+psycopg://{self.user}:{self.password}@/{database}"
+                f"?host={self.host}&port={self.port}")
 
     def _connect(self, database: str) -> psycopg.Connection[Any]:
         return psycopg.connect(host=self.host, port=self.port, user=self.user,
@@ -89,7 +89,7 @@ def _postgres_bin() -> Path | None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """A throw-away PostgreSQL cluster on 127.0.0.1, torn down after the session."""
+    """A throw-away PostgreSQL cluster on a Unix socket, torn down after the session."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
@@ -107,8 +107,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     if prefix:
         os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, pwd.getpwnam("postgres").pw_gid)
     data = root / "data"
-    port = free_port()
-    server = PostgresServer("127.0.0.1", port, "genofed", password)
+    port = 5432  # names the socket file only: the server listens on no TCP address
+    server = PostgresServer(str(root), port, "genofed", password)
 
     def run(*args: str) -> None:
         result = subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=120)
@@ -121,7 +121,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", server.user, f"--pwfile={pwfile}",
             "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync")
-        options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+        options = (f"-p {port} -k {root} -c listen_addresses='' -c fsync=off "
                    "-c max_connections=50")
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
             "-t", "60", "-o", options, "start")

@@ -18,11 +18,12 @@ from genofed.access.dac import Committee, Identity
 from genofed.access.db import GovernanceDB
 from genofed.access.enforcement import GovernancePolicy
 from genofed.access.governance import Governance
-from genofed.access.http import AccessContext, AuthenticationError
+from genofed.access.http import AccessContext
 from genofed.access.policy import Action
 from genofed.access.principal import Grant, Principal
 from genofed.access.router import router
 from genofed.access.visas import VisaSigner
+from genofed.errors import AuthenticationError
 from genofed.store.metadata import DatasetMetadata
 
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ from genofed.access.identity.authenticator import PassportAuthenticator
 from genofed.access.identity.issuer import LocalIssuer
 from genofed.access.identity.oidc import jwk_thumbprint, public_jwk
 from genofed.config.node import NodePaths, init_node, load_config
+from genofed.server.issuer import running_issuer
 
 
 class Recorder:
@@ -87,14 +88,14 @@ def dead_url() -> str:
 @pytest.fixture(scope="session")
 def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIssuer]:
     """The caller's home broker: a local issuer with the demo users, on real HTTP."""
-    with LocalIssuer.running(tmp_path_factory.mktemp("home") / "issuer") as running:
+    with running_issuer(tmp_path_factory.mktemp("home") / "issuer") as running:
         yield running
 
 
 @pytest.fixture(scope="session")
 def other_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIssuer]:
     """A second trusted broker, where the same people have other accounts."""
-    with LocalIssuer.running(tmp_path_factory.mktemp("other") / "issuer") as running:
+    with running_issuer(tmp_path_factory.mktemp("other") / "issuer") as running:
         yield running
 
 

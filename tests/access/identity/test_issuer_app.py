@@ -23,6 +23,7 @@ from genofed.access.identity.issuer import (
 )
 from genofed.access.identity.oidc import TokenRejected
 from genofed.access.identity.passport import REGISTERED_ACCESS
+from genofed.server.issuer import create_issuer_app
 
 pytestmark = pytest.mark.anyio
 URL = "http://issuer.test"
@@ -62,7 +63,8 @@ def dac_app(local: LocalIssuer) -> FastAPI:
 
 @pytest.fixture
 async def client(local: LocalIssuer) -> AsyncIterator[httpx.AsyncClient]:
-    app = local.app(visa_source_transport=httpx.ASGITransport(dac_app(local)))
+    app = create_issuer_app(local.directory,
+                            visa_source_transport=httpx.ASGITransport(dac_app(local)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=URL) as http:
         yield http
 

@@ -15,17 +15,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from genofed.access.http import AuthenticationError
 from genofed.access.identity.authenticator import PassportAuthenticator, node_visa_trust
 from genofed.access.identity.issuer import (
     ACCESS_TOKEN_TYPE,
     PASSPORT_TOKEN_TYPE,
     TOKEN_EXCHANGE_GRANT,
     LocalIssuer,
-    LoopbackServer,
 )
 from genofed.access.identity.passport import Identity, format_linked_identities, sign_visa
 from genofed.config.node import VisaTrust, load_config, save_config
+from genofed.errors import AuthenticationError
+from genofed.server.issuer import create_issuer_app, running_issuer
+from genofed.server.loopback import LoopbackServer
 
 if TYPE_CHECKING:
     from conftest import Clock, Forge, MakeAuth, Node, Recorder
@@ -133,7 +134,7 @@ def test_userinfo_passes_on_visas_from_sources_and_skips_failing_ones(
         caplog: pytest.LogCaptureFixture) -> None:
     source = LoopbackServer()
     sources = [f"{source.url}/visas", f"{source.url}/broken", f"{dead_url}/visas"]
-    with source, LocalIssuer.running(tmp_path / "broker", visa_sources=sources) as broker:
+    with source, running_issuer(tmp_path / "broker", visa_sources=sources) as broker:
         source_app = visa_source_app(broker.url, visa_node)
         source.start(source_app)
         auth = node_authenticator(visa_node, recorder, broker, trust_visas_of=broker)
@@ -177,7 +178,7 @@ def test_password_grant_over_http(issuer: LocalIssuer, make_auth: MakeAuth) -> N
 
 def test_key_rotation_is_followed_and_unknown_kids_are_rate_limited(
         tmp_path: Path, recorder: Recorder, clock: Clock, forge: Forge) -> None:
-    with LocalIssuer.running(tmp_path / "rotating") as rotating:
+    with running_issuer(tmp_path / "rotating") as rotating:
         auth = PassportAuthenticator(oidc_issuers=[rotating.url], http=recorder.client,
                                      clock=clock, jwks_refetch_interval=30)
         old_token = rotating.access_token("alice")
@@ -215,7 +216,7 @@ def test_discovery_document_naming_another_issuer_is_not_trusted(
         auth.authenticate(bearer(issuer.access_token("alice")))
     # Served at a URL other than its `iss`, discovery is refused (OIDC Discovery 4.3).
     with LoopbackServer() as elsewhere:
-        elsewhere.start(issuer.app())
+        elsewhere.start(create_issuer_app(issuer.directory))
         renamed = LocalIssuer.create(tmp_path / "renamed", url=elsewhere.url)
         renamed.add_user("alice")
         auth = PassportAuthenticator(oidc_issuers=[elsewhere.url], http=recorder.client)

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genofed.access.http import AuthenticationError
 from genofed.access.identity.issuer import LocalIssuer
+from genofed.errors import AuthenticationError
 
 if TYPE_CHECKING:  # fixture types only; the fixtures come from this folder's conftest
     from conftest import Clock, Forge, MakeAuth, Recorder

@@ -37,7 +37,6 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from genofed.access.http import AuthenticationError
 from genofed.access.identity.oidc import (
     AccessTokenVerifier,
     Clock,
@@ -63,6 +62,7 @@ from genofed.access.identity.passport import (
 )
 from genofed.access.principal import Principal
 from genofed.config.node import NodeConfig, NodePaths, load_config
+from genofed.errors import AuthenticationError
 
 #: Where a node publishes the JWKS of its visa-signing key, below its public URL.
 NODE_JWKS_PATH = "/access/jwks.json"

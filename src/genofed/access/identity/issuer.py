@@ -8,7 +8,8 @@ An issuer lives in a directory (`genofed issuer init DIR --url http://127.0.0.1:
     keys/                RS256 keys (0600, directory 0700); the newest signs, all are published
     demo-passwords.toml  the generated passwords of the demo users (0600), if any
 
-and serves (`genofed issuer serve DIR`, or :meth:`LocalIssuer.serve` in a thread)::
+and is served (`genofed issuer serve DIR`; :mod:`genofed.server.issuer` has the ASGI app and
+runs it in a thread for tests and the demo)::
 
     GET  /.well-known/openid-configuration   discovery
     GET  /jwks                               public keys (key rotation: `issuer rotate-key`)
@@ -32,52 +33,43 @@ demos rarely need them, since :class:`LocalIssuer` mints tokens straight from th
 
 Helper API for other tests and the demo::
 
-    from genofed.access.identity.issuer import LocalIssuer
+    from genofed.server.issuer import running_issuer
 
-    with LocalIssuer.running(tmp_path / "issuer") as issuer:   # demo users, free loopback port
+    with running_issuer(tmp_path / "issuer") as issuer:        # demo users, free loopback port
         token = issuer.access_token("alice")                   # what /token would return
         visa = issuer.visa("alice", "ControlledAccessGrants", "my-dataset", by="dac")
         passport = issuer.passport("alice", extra_visas=[visa])
         auth = PassportAuthenticator(oidc_issuers=[issuer.url],
                                      trusted_visas=[issuer.visa_trust])
 
-`LocalIssuer.create(dir, url=...)` makes an issuer without serving it, `issuer.app()` is its ASGI
-app (for in-process clients) and :class:`LoopbackServer` serves any ASGI app on loopback in a
-background thread (e.g. a visa source). Demo users: alice (ResearcherStatus and
-AcceptedTermsAndPolicies), bob (AcceptedTermsAndPolicies only), dana (both; a DAC member).
+`LocalIssuer.create(dir, url=...)` makes an issuer without serving it;
+:func:`genofed.server.issuer.create_issuer_app` is its ASGI app (for in-process clients).
+Demo users: alice (ResearcherStatus and AcceptedTermsAndPolicies), bob (AcceptedTermsAndPolicies
+only), dana (both; a DAC member).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import logging
 import os
 import secrets
-import socket
 import threading
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-import httpx
 import jwt
 import tomli_w
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.types import ASGIApp
 
 from genofed.access.identity.oidc import (
     TokenRejected,
@@ -96,6 +88,7 @@ from genofed.access.identity.passport import (
     format_linked_identities,
     sign_visa,
 )
+from genofed.errors import IssuerConfigError
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +111,6 @@ DEMO_USERS = (
     ("bob", "Bob Newcomer", False, True),
     ("dana", "Dana DAC-member", True, True),
 )
-
-
-class IssuerConfigError(ValueError):
-    """The issuer directory is missing, not an issuer, or invalid."""
 
 
 class IssuerSettings(BaseModel):
@@ -279,32 +268,6 @@ class LocalIssuer:
                                 accepted_terms=terms, password=passwords[user_id])
             _write_private(directory / DEMO_PASSWORDS_FILE, tomli_w.dumps(passwords).encode())
         return issuer
-
-    @classmethod
-    @contextlib.contextmanager
-    def running(cls, directory: Path, *, demo_users: bool = True, visa_sources: Sequence[str] = (),
-                visa_source_transport: httpx.AsyncBaseTransport | None = None,
-                **create_options: Any) -> Iterator[LocalIssuer]:
-        """Serve the issuer in `directory` on loopback in a background thread; a new directory is
-        created first, on a free port (with the demo users unless told otherwise)."""
-        existing = cls(directory) if (directory / CONFIG_FILE).exists() else None
-        port = _loopback_port(existing.url) if existing else 0
-        with LoopbackServer(port=port) as server:
-            issuer = existing or cls.create(directory, url=server.url, demo_users=demo_users,
-                                            visa_sources=visa_sources, **create_options)
-            server.start(issuer.app(visa_source_transport=visa_source_transport))
-            yield issuer
-
-    @contextlib.contextmanager
-    def serve(self, *, visa_source_transport: httpx.AsyncBaseTransport | None = None
-              ) -> Iterator[LocalIssuer]:
-        """Serve on the host and port of this issuer's URL (loopback only) in a thread."""
-        with LoopbackServer(port=_loopback_port(self.url)) as server:
-            server.start(self.app(visa_source_transport=visa_source_transport))
-            yield self
-
-    def app(self, *, visa_source_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-        return create_issuer_app(self.directory, visa_source_transport=visa_source_transport)
 
     # --- users ---------------------------------------------------------------------------------
 
@@ -508,205 +471,9 @@ class LocalIssuer:
         return self._sign(claims, typ=PASSPORT_TYPE)
 
 
-def _loopback_port(url: str) -> int:
+def loopback_port(url: str) -> int:
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
         raise IssuerConfigError(f"{url}: serving in-process needs a loopback URL with a port; "
                                 "use `genofed issuer serve` for anything else")
     return parts.port
-
-
-# --- HTTP ------------------------------------------------------------------------------------
-
-async def collect_source_visas(sources: Sequence[str], access_token: str, *, timeout: float,
-                               transport: httpx.AsyncBaseTransport | None = None) -> list[str]:
-    """Ask every visa source for the user's visas, concurrently; failing sources are skipped."""
-    if not sources:
-        return []
-    async with httpx.AsyncClient(timeout=timeout, transport=transport,
-                                 follow_redirects=False) as client:
-        answers = await asyncio.gather(*(_source_visas(client, url, access_token)
-                                         for url in sources))
-    return [visa for answer in answers for visa in answer]
-
-
-async def _source_visas(client: httpx.AsyncClient, url: str, access_token: str) -> list[str]:
-    try:
-        response = await client.get(url, headers={"authorization": f"Bearer {access_token}"})
-        response.raise_for_status()
-        body = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        log.warning("visa source %s skipped: %s", url, exc.__class__.__name__
-                    if not isinstance(exc, httpx.HTTPStatusError) else
-                    f"HTTP {exc.response.status_code}")
-        return []
-    visas = body.get(PASSPORT_CLAIM) if isinstance(body, dict) else None
-    if not isinstance(visas, list) or not all(isinstance(v, str) for v in visas):
-        log.warning("visa source %s skipped: answer has no '%s' list of strings", url,
-                    PASSPORT_CLAIM)
-        return []
-    return visas
-
-
-def _oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status,
-                        headers={"cache-control": "no-store"})
-
-
-def _bearer_error(description: str) -> JSONResponse:
-    return JSONResponse({"error": "invalid_token", "error_description": description}, 401,
-                        headers={"www-authenticate": f'Bearer error="invalid_token", '
-                                 f'error_description="{description}"'})
-
-
-def create_issuer_app(directory: Path, *,
-                      visa_source_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The issuer's ASGI app. `visa_source_transport` lets tests route visa-source calls to an
-    in-process app; by default they go over the network."""
-    issuer = LocalIssuer(directory)
-    issuer.jwks()  # fail now, not on the first request, if the keys are missing
-    app = FastAPI(title="genofed local OIDC issuer", version="1",
-                  description="OIDC discovery, JWKS, token and userinfo with GA4GH Passport "
-                  "visas (ga4gh_passport_v1), for a genofed node's embedded default and tests.")
-    app.state.issuer = issuer
-
-    async def visas_for(user: IssuerUser) -> list[str]:
-        # Sources get a short-lived token for the user *without* the passport scope: it proves
-        # who the user is, and a source that checks it at our userinfo gets no visas back and
-        # so cannot call the sources again (no loop), nor cache a partial passport under the
-        # user's real token.
-        sourced = await collect_source_visas(
-            issuer.settings.visa_sources,
-            issuer.access_token(user.id, lifetime=SOURCE_TOKEN_LIFETIME, scope="openid"),
-            timeout=issuer.settings.visa_source_timeout_seconds,
-            transport=visa_source_transport)
-        return issuer.own_visas(user) + sourced + issuer.link_visas(user, sourced)
-
-    def bearer(request: Request) -> str | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-    @app.get("/.well-known/openid-configuration")
-    def discovery() -> dict[str, Any]:
-        return issuer.discovery_document()
-
-    @app.get("/jwks")
-    def jwks() -> dict[str, Any]:
-        return issuer.jwks()
-
-    @app.post("/token")
-    async def token(request: Request) -> JSONResponse:
-        if not request.headers.get("content-type", "").startswith(
-                "application/x-www-form-urlencoded"):
-            return _oauth_error("invalid_request", "send application/x-www-form-urlencoded")
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace"),
-                                             keep_blank_values=True).items()}
-        grant = form.get("grant_type", "")
-        if grant == "password":
-            user = issuer.login(form.get("username", ""), form.get("password", ""))
-            if user is None:
-                return _oauth_error("invalid_grant", "unknown user or wrong password")
-            scope = form.get("scope") or DEFAULT_SCOPE
-            access = issuer.access_token(user.id, scope=scope)
-            return JSONResponse({"access_token": access, "token_type": "Bearer",
-                                 "expires_in": issuer.settings.token_lifetime_seconds,
-                                 "scope": scope}, headers={"cache-control": "no-store"})
-        if grant == TOKEN_EXCHANGE_GRANT:
-            if form.get("subject_token_type") != ACCESS_TOKEN_TYPE:
-                return _oauth_error("invalid_request", f"subject_token_type must be "
-                                    f"{ACCESS_TOKEN_TYPE}")
-            if form.get("requested_token_type", JWT_TOKEN_TYPE) != JWT_TOKEN_TYPE:
-                return _oauth_error("invalid_request", f"requested_token_type must be "
-                                    f"{JWT_TOKEN_TYPE}")
-            subject_token = form.get("subject_token", "")
-            try:
-                claims = issuer.verify_access_token(subject_token)
-            except TokenRejected as exc:
-                return _oauth_error("invalid_grant", exc.reason)
-            exchanged = issuer.user_by_sub(claims["sub"])
-            if exchanged is None or PASSPORT_CLAIM not in str(claims.get("scope", "")).split():
-                return _oauth_error("invalid_grant", "token lacks the ga4gh_passport_v1 scope "
-                                    "or its user no longer exists")
-            visas = await visas_for(exchanged)
-            passport = issuer.passport_for_user(exchanged, visas,
-                                                audience=form.get("audience") or None,
-                                                expires=int(claims["exp"]))
-            return JSONResponse({"access_token": passport, "token_type": "Bearer",
-                                 "issued_token_type": PASSPORT_TOKEN_TYPE,
-                                 "expires_in": max(0, int(claims["exp"] - time.time()))},
-                                headers={"cache-control": "no-store"})
-        return _oauth_error("unsupported_grant_type",
-                            f"grant_type must be password or {TOKEN_EXCHANGE_GRANT}")
-
-    @app.api_route("/userinfo", methods=["GET", "POST"])
-    async def userinfo(request: Request) -> JSONResponse:
-        access = bearer(request)
-        if access is None:
-            return JSONResponse({"error": "invalid_request"}, 401,
-                                headers={"www-authenticate": "Bearer"})
-        try:
-            claims = issuer.verify_access_token(access)
-        except TokenRejected as exc:
-            return _bearer_error(exc.reason)
-        user = issuer.user_by_sub(claims["sub"])
-        if user is None:
-            return _bearer_error("the token's user no longer exists")
-        body: dict[str, Any] = {"sub": user.sub, "name": user.name}
-        if PASSPORT_CLAIM in str(claims.get("scope", "")).split():
-            body[PASSPORT_CLAIM] = await visas_for(user)
-        return JSONResponse(body, headers={"cache-control": "no-store"})
-
-    return app
-
-
-# --- serving on loopback in a thread ---------------------------------------------------------
-
-@dataclass
-class _Running:
-    server: uvicorn.Server
-    thread: threading.Thread
-
-
-class LoopbackServer:
-    """Serve an ASGI app with uvicorn in a background thread on a loopback port. The socket is
-    bound at construction (port 0 = a free one), so :attr:`url` is known before the app exists
-    and no other process can take the port meanwhile."""
-
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.port: int = self._socket.getsockname()[1]
-        self._running: _Running | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, app: ASGIApp, *, log_level: str = "warning", timeout: float = 10.0) -> None:
-        config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=1)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [self._socket]},
-                                  name=f"uvicorn-{self.port}", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                raise RuntimeError(f"server on {self.url} did not start")
-            time.sleep(0.01)
-        self._running = _Running(server, thread)
-
-    def stop(self) -> None:
-        if self._running is not None:
-            self._running.server.should_exit = True
-            self._running.thread.join(timeout=10)
-            self._running = None
-        self._socket.close()
-
-    def __enter__(self) -> LoopbackServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

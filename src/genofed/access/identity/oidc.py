@@ -30,6 +30,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from genofed.errors import IssuerUnavailable, TokenRejected
+
 #: The only signature algorithms accepted anywhere (GA4GH AAI profile).
 ACCEPTED_ALGORITHMS = ("RS256", "ES256")
 #: RSA keys shorter than this are refused even when the issuer publishes them.
@@ -38,24 +40,6 @@ MIN_RSA_BITS = 2048
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 Clock = Callable[[], float]
-
-
-class TokenRejected(Exception):
-    """A JWT failed a check. `reason` says which, without echoing secrets; safe to show the
-    caller and to write to the audit log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class IssuerUnavailable(Exception):
-    """An issuer's discovery document, JWKS or userinfo could not be fetched or made no sense:
-    not the caller's fault, and worth retrying later. `status` is the HTTP status if any."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def shown(value: object, limit: int = 80) -> str:

@@ -15,7 +15,6 @@ memory only.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import zlib
@@ -23,28 +22,27 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from genofed.files import formats
-from genofed.files.crypt4gh_io import (
+from genofed.errors import StorageError
+from genofed.formats import hts
+from genofed.formats.bgzf_layout import BlockTable
+from genofed.formats.crypt4gh import (
     SEGMENT_SIZE,
     Crypt4ghError,
     EncryptedFile,
     KeyPair,
     encrypt_bytes,
 )
-from genofed.files.formats import FileFormat, RecordCodec
-from genofed.files.indexes import BgzfIndex, CramIndex, parse_bgzf_index, parse_crai
+from genofed.formats.hts import FileFormat, RecordCodec, cram_references
+from genofed.formats.indexes import BgzfIndex, CramIndex, parse_bgzf_index, parse_crai
+from genofed.store import layout
 
-FILES_DIR = "files"
+FILES_DIR = layout.FILES
 CATALOGUE = "catalogue.c4gh"
+#: The catalogue's path relative to a version directory.
+CATALOGUE_PATH = f"{FILES_DIR}/{CATALOGUE}"
 #: `role` of the file ingest archived from a dataset's VCF/BCF (htsget id = the dataset id).
 ROLE_VARIANTS = "variants"
 ROLE_ADDED = "added"
-
-
-class StorageError(RuntimeError):
-    """A stored file is missing or does not decrypt: the node's data or keys are damaged."""
 
 
 @dataclass
@@ -80,12 +78,14 @@ class Catalogue:
     plain_delivery: bool = False
 
 
-def read_catalogue(version_dir: Path, keys: KeyPair) -> Catalogue:
+def read_catalogue(version_dir: Path, key: KeyPair | bytes) -> Catalogue:
+    """A version's file catalogue, decrypted with the node's key pair or secret key."""
     path = version_dir / FILES_DIR / CATALOGUE
     if not path.is_file():
         return Catalogue()
+    secret = key.secret if isinstance(key, KeyPair) else key
     try:
-        document = json.loads(EncryptedFile(path, keys.secret).read_all())
+        document = json.loads(EncryptedFile(path, secret).read_all())
     except Crypt4ghError as exc:
         raise StorageError(f"{path}: the file catalogue cannot be read: {exc}") from None
     return Catalogue([CatalogueEntry(**e) for e in document["files"]],
@@ -99,55 +99,6 @@ def write_catalogue(version_dir: Path, catalogue: Catalogue, keys: KeyPair) -> N
     document = {"plainDelivery": catalogue.plain_delivery, "files": [asdict(e) for e in files]}
     path.write_bytes(encrypt_bytes(json.dumps(document, indent=1).encode(), keys.public,
                                    keys.secret))
-
-
-# -- BGZF block table -------------------------------------------------------------------------
-class BlockTable:
-    """Per BGZF block: compressed offset and size, uncompressed size, and where the first record
-    starting in the block begins (-1: none, the block lies in the header or in a record that
-    began earlier)."""
-
-    def __init__(self, rows: np.ndarray) -> None:
-        self.coffset = rows[:, 0].astype(np.int64)
-        self.csize = rows[:, 1].astype(np.int64)
-        self.usize = rows[:, 2].astype(np.int64)
-        self.first_record = rows[:, 3].astype(np.int64)
-        self.ustart = np.concatenate(([0], np.cumsum(self.usize)[:-1])).astype(np.int64)
-        self.total_uncompressed = int(self.usize.sum())
-        self._record_blocks = np.flatnonzero(self.first_record >= 0)
-
-    def __len__(self) -> int:
-        return len(self.coffset)
-
-    def to_bytes(self) -> bytes:
-        out = io.BytesIO()
-        np.save(out, np.stack([self.coffset, self.csize, self.usize, self.first_record], axis=1))
-        return out.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> BlockTable:
-        return cls(np.load(io.BytesIO(data), allow_pickle=False))
-
-    def block_at(self, uncompressed: int) -> int:
-        """The block holding uncompressed offset `uncompressed`."""
-        return int(np.searchsorted(self.ustart, uncompressed, "right")) - 1
-
-    def uncompressed_of(self, virtual_offset: int) -> int:
-        """Virtual offset -> offset in the uncompressed stream."""
-        coffset, within = virtual_offset >> 16, virtual_offset & 0xFFFF
-        block = int(np.searchsorted(self.coffset, coffset, "left"))
-        if block == len(self.coffset):
-            return self.total_uncompressed
-        if self.coffset[block] != coffset:
-            raise StorageError(f"index offset {coffset} is not a block start of the stored file "
-                               "(index and file do not belong together)")
-        return int(self.ustart[block]) + within
-
-    def record_blocks(self, first: int, last: int) -> np.ndarray:
-        """Blocks in [first, last] in which a record starts."""
-        lo = int(np.searchsorted(self._record_blocks, first, "left"))
-        hi = int(np.searchsorted(self._record_blocks, last, "right"))
-        return self._record_blocks[lo:hi]
 
 
 # -- an archived file, opened ----------------------------------------------------------------------
@@ -172,7 +123,7 @@ class ArchivedFile:
         return self.version_dir.name
 
     def codec(self) -> RecordCodec:
-        return formats.codec_for(self.file_format, self.references)
+        return hts.codec_for(self.file_format, self.references)
 
     def reference_id(self, name: str) -> int | None:
         try:
@@ -206,11 +157,11 @@ def open_archived(version_dir: Path, entry: CatalogueEntry, keys: KeyPair) -> Ar
         header = UncompressedReader(data, blocks).read(0, entry.header_size)
         if file_format is FileFormat.VCF:
             names = index.names if isinstance(index, BgzfIndex) else None
-            references = list(names) if names else formats.vcf_header_references(header)
+            references = list(names) if names else hts.vcf_header_references(header)
         elif file_format is FileFormat.BCF:
-            references = formats.bcf_references(header)
+            references = hts.bcf_references(header)
         else:
-            references = formats.bam_references(header)
+            references = hts.bam_references(header)
     return ArchivedFile(entry, version_dir, data, index, blocks, header, references)
 
 
@@ -296,71 +247,3 @@ class UncompressedReader:
             parts.append(payload[max(0, start - base) : stop - base])
             block += 1
         return b"".join(parts)
-
-
-# -- CRAM header -----------------------------------------------------------------------------------
-def _itf8(data: bytes, offset: int) -> tuple[int, int]:
-    first = data[offset]
-    if first < 0x80:
-        return first, offset + 1
-    if first < 0xC0:
-        return ((first & 0x3F) << 8) | data[offset + 1], offset + 2
-    if first < 0xE0:
-        return ((first & 0x1F) << 16) | (data[offset + 1] << 8) | data[offset + 2], offset + 3
-    if first < 0xF0:
-        value = ((first & 0x0F) << 24) | (data[offset + 1] << 16) | (data[offset + 2] << 8) \
-            | data[offset + 3]
-        return value, offset + 4
-    value = ((first & 0x0F) << 28) | (data[offset + 1] << 20) | (data[offset + 2] << 12) \
-        | (data[offset + 3] << 4) | (data[offset + 4] & 0x0F)
-    return value - (1 << 32) if value >= 1 << 31 else value, offset + 5
-
-
-def _ltf8(data: bytes, offset: int) -> tuple[int, int]:
-    first = data[offset]
-    extra = 0
-    while extra < 8 and first & (0x80 >> extra):
-        extra += 1
-    value = first & (0xFF >> (extra + 1)) if extra < 8 else 0
-    for i in range(1, extra + 1):
-        value = (value << 8) | data[offset + i]
-    return value, offset + 1 + extra
-
-
-def cram_header_text(data: bytes) -> str:
-    """The SAM header text inside a CRAM 3 file's header container."""
-    if not data.startswith(b"CRAM") or data[4] != 3:
-        raise ValueError("not a CRAM 3.x file")
-    offset = 26  # file definition: magic, major, minor, 20-byte file id
-    offset += 4  # container length
-    for _ in range(4):  # reference id, start, span, record count
-        _value, offset = _itf8(data, offset)
-    _value, offset = _ltf8(data, offset)  # record counter
-    _value, offset = _ltf8(data, offset)  # bases
-    _value, offset = _itf8(data, offset)  # block count
-    landmarks, offset = _itf8(data, offset)
-    for _ in range(landmarks):
-        _value, offset = _itf8(data, offset)
-    offset += 4  # CRC32
-    method = data[offset]
-    offset += 2  # method, content type
-    _content_id, offset = _itf8(data, offset)
-    size, offset = _itf8(data, offset)
-    _raw_size, offset = _itf8(data, offset)
-    block = data[offset : offset + size]
-    if method == 1:
-        block = zlib.decompress(block, 31)
-    elif method != 0:
-        raise ValueError(f"CRAM header block compressed with method {method}")
-    length = int.from_bytes(block[:4], "little")
-    return block[4 : 4 + length].decode("utf-8", "replace")
-
-
-def cram_references(header_region: bytes) -> list[str]:
-    names = []
-    for line in cram_header_text(header_region).splitlines():
-        if line.startswith("@SQ"):
-            for part in line.split("\t")[1:]:
-                if part.startswith("SN:"):
-                    names.append(part[3:])
-    return names

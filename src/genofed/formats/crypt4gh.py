@@ -26,6 +26,8 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from genofed.errors import Crypt4ghError
+
 #: Plaintext bytes per segment, and what a sealed segment adds (12-byte nonce, 16-byte MAC).
 SEGMENT_SIZE = 65536
 SEGMENT_OVERHEAD = 28
@@ -36,10 +38,6 @@ _NONCE = 12
 # The package logs every failed trial decryption as an error, which is routine when a header
 # carries packets for other readers.
 logging.getLogger("crypt4gh").setLevel(logging.CRITICAL)
-
-
-class Crypt4ghError(ValueError):
-    """Not Crypt4GH, not for this key, truncated, or tampered with."""
 
 
 # -- keys ---------------------------------------------------------------------------------------
@@ -248,16 +246,6 @@ class Crypt4ghWriter:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
-
-
-def encrypt_file(source: Path, target: Path, recipient_public: bytes,
-                 writer_secret: bytes) -> int:
-    """Encrypt a whole (small) file, e.g. an index; returns the plaintext size."""
-    with open(source, "rb") as inp, open(target, "wb") as out, \
-            Crypt4ghWriter(out, recipient_public, writer_secret) as writer:
-        while chunk := inp.read(16 * SEGMENT_SIZE):
-            writer.write(chunk)
-        return writer.plaintext_size
 
 
 def encrypt_bytes(data: bytes, recipient_public: bytes, writer_secret: bytes) -> bytes:

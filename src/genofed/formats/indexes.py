@@ -13,13 +13,11 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from genofed.errors import MalformedIndexError
+
 #: Tabix/BAI binning: 16 kb windows, 6 levels.
 _TBI_MIN_SHIFT = 14
 _TBI_DEPTH = 5
-
-
-class MalformedIndexError(ValueError):
-    """The index file is malformed (or not of the kind its name says)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,12 @@
 every record lies whole within one BGZF block (records longer than a block start a fresh one).
 
 The uncompressed bytes never change; only where block boundaries fall. The check also yields the
-block table slicing needs (:class:`genofed.files.storage.BlockTable`).
+block table slicing needs (:class:`genofed.store.originals.BlockTable`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +17,62 @@ from pathlib import Path
 import numpy as np
 from zlib_ng import zlib_ng
 
-from genofed.files import formats
-from genofed.files.crypt4gh_io import Crypt4ghWriter, KeyPair
-from genofed.files.formats import FileFormat, RecordCodec
-from genofed.files.storage import BlockTable
+from genofed.errors import StorageError
+from genofed.formats import hts
 from genofed.formats.bgzf import EOF_BLOCK, MAX_BLOCK_PAYLOAD, BgzfError, deflate_block
+from genofed.formats.crypt4gh import Crypt4ghWriter, KeyPair
+from genofed.formats.hts import FileFormat, RecordCodec
 
 _INFLATE_BATCH = 64
+
+
+# -- the block table of a stored file ---------------------------------------------------------
+class BlockTable:
+    """Per BGZF block: compressed offset and size, uncompressed size, and where the first record
+    starting in the block begins (-1: none, the block lies in the header or in a record that
+    began earlier)."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.coffset = rows[:, 0].astype(np.int64)
+        self.csize = rows[:, 1].astype(np.int64)
+        self.usize = rows[:, 2].astype(np.int64)
+        self.first_record = rows[:, 3].astype(np.int64)
+        self.ustart = np.concatenate(([0], np.cumsum(self.usize)[:-1])).astype(np.int64)
+        self.total_uncompressed = int(self.usize.sum())
+        self._record_blocks = np.flatnonzero(self.first_record >= 0)
+
+    def __len__(self) -> int:
+        return len(self.coffset)
+
+    def to_bytes(self) -> bytes:
+        out = io.BytesIO()
+        np.save(out, np.stack([self.coffset, self.csize, self.usize, self.first_record], axis=1))
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> BlockTable:
+        return cls(np.load(io.BytesIO(data), allow_pickle=False))
+
+    def block_at(self, uncompressed: int) -> int:
+        """The block holding uncompressed offset `uncompressed`."""
+        return int(np.searchsorted(self.ustart, uncompressed, "right")) - 1
+
+    def uncompressed_of(self, virtual_offset: int) -> int:
+        """Virtual offset -> offset in the uncompressed stream."""
+        coffset, within = virtual_offset >> 16, virtual_offset & 0xFFFF
+        block = int(np.searchsorted(self.coffset, coffset, "left"))
+        if block == len(self.coffset):
+            return self.total_uncompressed
+        if self.coffset[block] != coffset:
+            raise StorageError(f"index offset {coffset} is not a block start of the stored file "
+                               "(index and file do not belong together)")
+        return int(self.ustart[block]) + within
+
+    def record_blocks(self, first: int, last: int) -> np.ndarray:
+        """Blocks in [first, last] in which a record starts."""
+        lo = int(np.searchsorted(self._record_blocks, first, "left"))
+        hi = int(np.searchsorted(self._record_blocks, last, "right"))
+        return self._record_blocks[lo:hi]
 
 
 @dataclass
@@ -116,7 +166,7 @@ class VcfLayoutCheck:
         self.rows: list[BlockRow] = []
         self.header_size: int | None = None
         self.aligned = True
-        self._codec = formats.VcfCodec([])
+        self._codec = hts.VcfCodec([])
         self._head = b""
         self._total = 0
         self._line_start: int | None = None  # start of a line that runs past the last block
@@ -218,7 +268,7 @@ def inflated_blocks(chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes, bytes
 def check_layout(blocks: Iterable[tuple[int, bytes, bytes]], file_format: FileFormat,
                   sink: Callable[[bytes], object] | None = None) -> LayoutCheck | VcfLayoutCheck:
     check = (VcfLayoutCheck() if file_format is FileFormat.VCF
-             else LayoutCheck(formats.codec_for(file_format)))
+             else LayoutCheck(hts.codec_for(file_format)))
     last = b""
     for offset, block, payload in blocks:
         if sink is not None:
@@ -274,7 +324,7 @@ def reencode(uncompressed: Iterable[bytes], target: Path, file_format: FileForma
               keys: KeyPair, *, complete_lines: bool = False) -> tuple[int, int, BlockTable]:
     """Write the stream as record-aligned BGZF, encrypted. Returns (plaintext size, header
     size, block table)."""
-    codec = formats.codec_for(file_format)
+    codec = hts.codec_for(file_format)
     rows: list[BlockRow] = []
     header_size = 0
     with open(target, "wb") as out, Crypt4ghWriter(out, keys.public, keys.secret) as writer:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import struct
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
-
-from genofed.formats.bgzf import EOF_BLOCK
 
 
 class FileFormat(StrEnum):
@@ -44,11 +43,6 @@ class FileFormat(StrEnum):
 #: The CRAM 3.x end-of-file container.
 CRAM3_EOF = bytes.fromhex("0f000000ffffffff0fe0454f4600000000010005bdd94f0001000606010001000100"
                           "ee63014b")
-
-
-def eof_marker(file_format: FileFormat) -> bytes:
-    """What every complete file of the format ends with."""
-    return CRAM3_EOF if file_format is FileFormat.CRAM else EOF_BLOCK
 
 
 def detect_format(first_payload: bytes) -> FileFormat | None:
@@ -248,3 +242,71 @@ def codec_for(file_format: FileFormat, names: list[str] | None = None) -> Record
     if file_format is FileFormat.BAM:
         return BamCodec()
     raise ValueError(f"{file_format} has no record codec (CRAM is sliced by container)")
+
+
+# -- CRAM header -----------------------------------------------------------------------------------
+def _itf8(data: bytes, offset: int) -> tuple[int, int]:
+    first = data[offset]
+    if first < 0x80:
+        return first, offset + 1
+    if first < 0xC0:
+        return ((first & 0x3F) << 8) | data[offset + 1], offset + 2
+    if first < 0xE0:
+        return ((first & 0x1F) << 16) | (data[offset + 1] << 8) | data[offset + 2], offset + 3
+    if first < 0xF0:
+        value = ((first & 0x0F) << 24) | (data[offset + 1] << 16) | (data[offset + 2] << 8) \
+            | data[offset + 3]
+        return value, offset + 4
+    value = ((first & 0x0F) << 28) | (data[offset + 1] << 20) | (data[offset + 2] << 12) \
+        | (data[offset + 3] << 4) | (data[offset + 4] & 0x0F)
+    return value - (1 << 32) if value >= 1 << 31 else value, offset + 5
+
+
+def _ltf8(data: bytes, offset: int) -> tuple[int, int]:
+    first = data[offset]
+    extra = 0
+    while extra < 8 and first & (0x80 >> extra):
+        extra += 1
+    value = first & (0xFF >> (extra + 1)) if extra < 8 else 0
+    for i in range(1, extra + 1):
+        value = (value << 8) | data[offset + i]
+    return value, offset + 1 + extra
+
+
+def cram_header_text(data: bytes) -> str:
+    """The SAM header text inside a CRAM 3 file's header container."""
+    if not data.startswith(b"CRAM") or data[4] != 3:
+        raise ValueError("not a CRAM 3.x file")
+    offset = 26  # file definition: magic, major, minor, 20-byte file id
+    offset += 4  # container length
+    for _ in range(4):  # reference id, start, span, record count
+        _value, offset = _itf8(data, offset)
+    _value, offset = _ltf8(data, offset)  # record counter
+    _value, offset = _ltf8(data, offset)  # bases
+    _value, offset = _itf8(data, offset)  # block count
+    landmarks, offset = _itf8(data, offset)
+    for _ in range(landmarks):
+        _value, offset = _itf8(data, offset)
+    offset += 4  # CRC32
+    method = data[offset]
+    offset += 2  # method, content type
+    _content_id, offset = _itf8(data, offset)
+    size, offset = _itf8(data, offset)
+    _raw_size, offset = _itf8(data, offset)
+    block = data[offset : offset + size]
+    if method == 1:
+        block = zlib.decompress(block, 31)
+    elif method != 0:
+        raise ValueError(f"CRAM header block compressed with method {method}")
+    length = int.from_bytes(block[:4], "little")
+    return block[4 : 4 + length].decode("utf-8", "replace")
+
+
+def cram_references(header_region: bytes) -> list[str]:
+    names = []
+    for line in cram_header_text(header_region).splitlines():
+        if line.startswith("@SQ"):
+            for part in line.split("\t")[1:]:
+                if part.startswith("SN:"):
+                    names.append(part[3:])
+    return names

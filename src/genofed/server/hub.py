@@ -1,0 +1,118 @@
+"""ASGI app factory of the coordinator: `create_hub_app(network_file, signing_key_path, node_id)`
+serves the Beacon network (:class:`genofed.federation.hub.Hub`) under /network/beacon, with the
+same error envelopes as a node (:mod:`genofed.server.errors`)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from genofed import __version__
+from genofed.errors import NetworkFileError
+from genofed.federation import answers, merge
+from genofed.federation.answers import AnswerCheck
+from genofed.federation.client import DEFAULT_TIMEOUT, FanOut, NodeAnswer
+from genofed.federation.hub import (
+    NODE_PREFIX,
+    PREFIX,
+    Hub,
+    entity_of,
+    json_response,
+    mirrored_paths,
+)
+from genofed.federation.network import LiveNetwork, Network
+from genofed.federation.signatures import PeerSigner
+from genofed.server.errors import install_error_handlers
+
+
+def create_hub_app(network_file: Path, signing_key_path: Path, node_id: str, *,
+                   timeout: float = DEFAULT_TIMEOUT, directory_ttl: float = 30.0) -> FastAPI:
+    """The coordinator's ASGI app, signing as member `node_id` with its key. `timeout` bounds
+    each member's answer (seconds)."""
+    # FastAPI re-derives the mirrored node routes' `{id}` parameters and pydantic warns that an
+    # alias it sets there has no effect; harmless, and noise in every operator's terminal.
+    warnings.filterwarnings("ignore", message="The 'alias' attribute with value 'id'")
+    network = LiveNetwork(network_file)
+    current = network.current()
+    if current.member(node_id) is None:
+        raise NetworkFileError(f"{network_file}: node {node_id!r} is not a member of network "
+                               f"{current.name!r}, so the members would refuse its requests; "
+                               "add it with `genofed network add`")
+    fan_out = FanOut(PeerSigner.from_key_file(node_id, signing_key_path), timeout=timeout,
+                     directory_ttl=directory_ttl)
+    hub = Hub(network, fan_out)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await fan_out.open()
+        try:
+            yield
+        finally:
+            await fan_out.close()
+
+    app = FastAPI(title=f"genofed Beacon network {current.name}", version=__version__,
+                  description="A GA4GH Beacon v2 network (under /network/beacon) over the "
+                              "members of a genofed network; per-node status in `info.network`.",
+                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+                  lifespan=lifespan)
+    app.state.hub = hub
+
+    def beacon_id() -> str:
+        try:
+            return network.current().beacon_id
+        except NetworkFileError:
+            return "org.genofed.network"
+
+    install_error_handlers(app, beacon_id=beacon_id, map_url=f"{PREFIX}/map", operator="hub")
+
+    def framework_route(path: str, node_path: str, check: AnswerCheck,
+                        build: Callable[[Network, list[NodeAnswer]], dict[str, Any]],
+                        summary: str, partial_ok: bool = False) -> None:
+        async def handler(request: Request) -> Response:
+            return await hub.framework(request, node_path, check, build, partial_ok=partial_ok)
+
+        app.add_api_route(PREFIX + path, handler, methods=["GET"], summary=summary,
+                          tags=["Beacon network framework"], include_in_schema=path != "",
+                          name=f"network{path.replace('/', '_') or '_root'}")
+
+    for path in ("", "/", "/info"):
+        framework_route(path, "/info", answers.check_info, merge.info,
+                        "Network information and every member's status", partial_ok=True)
+    framework_route("/configuration", "/configuration", answers.check_entry_types,
+                    merge.configuration, "Merged configuration of the members")
+    framework_route("/entry_types", "/entry_types", answers.check_entry_types,
+                    merge.entry_types, "Entry types any member serves")
+    framework_route("/filtering_terms", "/filtering_terms", answers.check_filtering_terms,
+                    merge.filtering_terms, "Filtering terms present at any member")
+
+    async def beacon_map(request: Request) -> Response:
+        root = Hub.root(request)
+        return await hub.framework(request, "/map", answers.check_map,
+                                   lambda n, found: merge.beacon_map(n, found, root))
+
+    app.add_api_route(PREFIX + "/map", beacon_map, methods=["GET"],
+                      summary="Merged map, every URL under this network",
+                      tags=["Beacon network framework"])
+
+    async def service_info(request: Request) -> Response:
+        return json_response(merge.service_info(hub.current(), Hub.root(request)))
+
+    app.add_api_route(PREFIX + "/service-info", service_info, methods=["GET"],
+                      summary="GA4GH service-info of the network",
+                      tags=["Beacon network framework"])
+
+    for path in mirrored_paths():
+        entity = entity_of(path)
+        app.add_api_route(PREFIX + path, hub.entry_handler(entity), methods=["GET", "POST"],
+                          summary=f"{entity} from every member (mirrors {NODE_PREFIX}{path})",
+                          tags=[path.strip("/").split("/")[0]],
+                          name=f"network_{path.strip('/').replace('/', '_')}")
+    return app
+
+
