@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine (Debian, Python 3.11, root) for genofed: the Debian tools the tests and
-# benchmarks compare against, and a virtualenv in .venv/ with genofed installed. Idempotent: a second
-# run only re-checks. Usage: scripts/bootstrap.sh [--test]   (--test adds the test dependencies)
+# benchmarks compare against, and a virtualenv in .venv/ with genofed installed (with the `sim`
+# extra the demo uses). Idempotent: a second run only re-checks.
+# Usage: scripts/bootstrap.sh [--test]   (--test adds the test dependencies and PostgreSQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,8 @@ fi
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
-extras=""
+# The demo simulates its cohorts (the `sim` extra); the tests need that and their own tools.
+extras="[sim]"
 [[ "${1:-}" == "--test" ]] && extras="[test]"
 stamp=".venv/.genofed-installed${extras}"
 # Reinstall when the project's metadata or a C source changed (the extension is rebuilt then).

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -194,6 +194,12 @@ class BrokenNode:
     `slow` never answers, `http_500` fails, `invalid_json` answers garbage, `schema_invalid`
     answers JSON that is not a Beacon answer, `dropped` closes the connection mid-body."""
 
+    #: Requests held unanswered by "slow" members right now, and the most at once (across all
+    #: BrokenNodes: the hub asks members concurrently, so its slow members hold one each).
+    _held: ClassVar[int] = 0
+    peak_held: ClassVar[int] = 0
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(self, mode: str) -> None:
         self.mode = mode
         # Bound now, so the URL is known at once; "down" never listens on it (refused).
@@ -233,6 +239,18 @@ class BrokenNode:
         await asyncio.gather(*pending, return_exceptions=True)
         asyncio.get_running_loop().stop()
 
+    @classmethod
+    async def _hold(cls, reader: asyncio.StreamReader) -> None:
+        """Never answer: hold the request until the client gives up and closes."""
+        with cls._lock:
+            cls._held += 1
+            cls.peak_held = max(cls.peak_held, cls._held)
+        try:
+            await reader.read()
+        finally:
+            with cls._lock:
+                cls._held -= 1
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -240,7 +258,7 @@ class BrokenNode:
                            if line.lower().startswith(b"content-length:")), 0)
             await reader.readexactly(length)
             if self.mode == "slow":
-                await asyncio.sleep(3600)
+                await self._hold(reader)
             elif self.mode == "http_500":
                 body = b"Internal Server Error"
                 writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\n"

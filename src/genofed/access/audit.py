@@ -227,9 +227,9 @@ def _entry(row: Row[Any]) -> AuditEntry:
 
 def entries(db: GovernanceDB) -> Iterator[AuditEntry]:
     """All records in sequence order, streamed."""
-    with db.read() as session:
-        for row in session.execute(_RECORDS.order_by(AuditRecord.seq)
-                                   .execution_options(yield_per=2000)):
+    with db.read() as session, session.execute(
+            _RECORDS.order_by(AuditRecord.seq).execution_options(yield_per=2000)) as rows:
+        for row in rows:  # a reader that stops early still closes the server-side cursor
             yield _entry(row)
 
 
@@ -282,8 +282,9 @@ def verify(db: GovernanceDB, seal_key: bytes | None = None) -> VerifyReport:
         head = session.execute(select(AuditHead.seq, AuditHead.hash, AuditHead.seal)
                                .where(AuditHead.id == 1)).first()
         head_seq, head_sealed = _trusted_head(head, seal_key)
-        for row in session.execute(_RECORDS.order_by(AuditRecord.seq)
-                                   .execution_options(yield_per=2000)):
+        rows = session.execute(_RECORDS.order_by(AuditRecord.seq)
+                               .execution_options(yield_per=2000))
+        for row in rows:
             entry = _entry(row)
             count += 1
             sealed = seal_key is None or hmac.compare_digest(entry.seal,
@@ -291,6 +292,7 @@ def verify(db: GovernanceDB, seal_key: bytes | None = None) -> VerifyReport:
             if entry.seq == expected and entry.prev_hash == prev and _intact(entry) and sealed:
                 prev, expected = entry.hash, expected + 1
                 continue
+            rows.close()  # the stream stops here: free its server-side cursor first
             classifier = _Classifier(session, head_seq if head_sealed else None)
             return VerifyReport(count, prev, classifier.classify(entry, expected, prev, sealed))
     last = expected - 1

@@ -16,7 +16,8 @@ from genofed.access.dac import Committee, DatasetLookup
 from genofed.access.db import GovernanceDB, database_url
 from genofed.access.enforcement import GovernancePolicy
 from genofed.access.visas import VisaSigner
-from genofed.config.node import CONFIG_FILE, NodeConfig, NodeConfigError, NodePaths, load_config
+from genofed.config.node import CONFIG_FILE, NodeConfig, NodePaths, load_config
+from genofed.errors import NodeConfigError
 from genofed.store.metadata import DatasetMetadata
 
 

@@ -25,10 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from genofed.access.dac import Committee, GovernanceError, Identity, NotFoundError, Verdict
-from genofed.access.duo import Purpose, PurposeError
+from genofed.access.duo import Purpose
 from genofed.access.governance import Governance
 from genofed.access.http import current_principal
-from genofed.errors import AuthenticationError
+from genofed.errors import AuthenticationError, PurposeError
 
 router = APIRouter(tags=["access"])
 

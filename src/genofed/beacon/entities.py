@@ -10,7 +10,8 @@ import pyarrow as pa
 
 from genofed.beacon.variants import beacon_variant_type, variant_classes, variant_id
 from genofed.ontology.hpo import hpo
-from genofed.store.dataset import Dataset, normalize_contig
+from genofed.store.dataset import Dataset
+from genofed.store.sites import normalize_contig
 
 SEX_TERM = {
     "female": {"id": "NCIT:C16576", "label": "female"},

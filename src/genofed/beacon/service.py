@@ -33,11 +33,12 @@ from genofed.beacon.variants import (
 from genofed.errors import (
     BeaconForbiddenError,
     BeaconNotFoundError,
+    UnknownDatasetError,
     UnsupportedQueryError,
 )
 from genofed.store.dataset import Dataset
 from genofed.store.metadata import AccessTier
-from genofed.store.node import NodeStore, UnknownDatasetError
+from genofed.store.node import NodeStore
 
 ENTITY = {"g_variants": "genomicVariation", "individuals": "individual",
           "biosamples": "biosample"}
@@ -107,7 +108,7 @@ class BeaconService:
             sum(d.manifest.n_samples for d in datasets) <= QUICK_INDIVIDUALS
 
     def known_contigs(self) -> set[str]:
-        from genofed.store.dataset import normalize_contig
+        from genofed.store.sites import normalize_contig
 
         return {normalize_contig(c) for d in self.store.datasets() for c in d.contigs}
 

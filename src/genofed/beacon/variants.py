@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from genofed.errors import BeaconRequestError, UnsupportedQueryError
-from genofed.store.dataset import Dataset, normalize_contig
+from genofed.store.dataset import Dataset
+from genofed.store.sites import normalize_contig
 
 MAX_POSITION = 2**31 - 2
 _STANDARD_CONTIGS = {str(i) for i in range(1, 23)} | {"X", "Y", "MT"}

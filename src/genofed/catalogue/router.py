@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse, Response
 from rdflib import Graph
 
 from genofed.catalogue.records import PREFIXES, catalogue_graph, dataset_graph
-from genofed.errors import NotAcceptableError
-from genofed.store.node import NodeStore, UnknownDatasetError
+from genofed.errors import NotAcceptableError, UnknownDatasetError
+from genofed.store.node import NodeStore
 
 _TAG = "Catalogue (DCAT-AP / HealthDCAT-AP)"
 

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -39,9 +40,10 @@ class ReportingGroup(TyperGroup):
 
 def fail(message: str, hint: str | None = None) -> NoReturn:
     """Print an error (and what to do about it) to stderr and exit with status 1."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    # Messages name files, fields and extras such as 'genofed[sim]': never read as markup.
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if hint:
-        errors.print(f"[dim]hint:[/] {hint}", highlight=False)
+        errors.print(f"[dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

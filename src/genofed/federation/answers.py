@@ -46,7 +46,7 @@ class _Problems:
         if value is not None and value not in allowed:
             self.found.append(f"{where}/{key}: {value!r:.60} is not one of {', '.join(allowed)}")
             return None
-        return value
+        return None if value is None else str(value)
 
     def count(self, parent: dict[str, Any], key: str, where: str, required: bool) -> None:
         value = self.field(parent, key, int, where, required)

@@ -24,10 +24,11 @@ from typing import Any
 
 import orjson
 
+from genofed.errors import TransportError
 from genofed.federation.answers import AnswerCheck
 from genofed.federation.network import Member
 from genofed.federation.signatures import PeerSigner
-from genofed.federation.transport import ConnectionPool, Origin, Reply, TransportError
+from genofed.federation.transport import ConnectionPool, Origin, Reply
 
 log = logging.getLogger(__name__)
 

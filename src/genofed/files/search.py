@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from genofed.errors import HtsgetInvalidInput, HtsgetNotFound
 from genofed.formats import hts
 from genofed.formats.bgzf import EOF_BLOCK, MAX_BLOCK_PAYLOAD, deflate_block
+from genofed.formats.bgzf_layout import BlockTable
 from genofed.formats.hts import FileFormat, RecordCodec, RecordSpan
 from genofed.formats.indexes import BgzfIndex, CramIndex
-from genofed.store.originals import ArchivedFile, BlockTable, UncompressedReader
+from genofed.store.originals import ArchivedFile, UncompressedReader
 
 _UNBOUNDED = sys.maxsize
 _WINDOW = 1 << 16

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from zlib_ng import zlib_ng
 
-from genofed.errors import StorageError
+from genofed.errors import BgzfError, StorageError
 from genofed.formats import hts
-from genofed.formats.bgzf import EOF_BLOCK, MAX_BLOCK_PAYLOAD, BgzfError, deflate_block
+from genofed.formats.bgzf import EOF_BLOCK, MAX_BLOCK_PAYLOAD, deflate_block
 from genofed.formats.crypt4gh import Crypt4ghWriter, KeyPair
 from genofed.formats.hts import FileFormat, RecordCodec
 

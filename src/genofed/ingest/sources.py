@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genofed.errors import InputError
-from genofed.formats.bgzf import BgzfError, Block, inflate_block, scan_blocks
+from genofed.errors import BgzfError, InputError
+from genofed.formats.bgzf import Block, inflate_block, scan_blocks
 from genofed.ingest.vcf_header import VcfHeader, parse_header
 from genofed.ingest.vcf_records import PLOIDY, ParsedRecords, call_flags
 

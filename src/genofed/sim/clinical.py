@@ -93,4 +93,4 @@ def phenopacket_json(individual: Individual, *, packet_id: str, terms: ClinicalV
         "phenopacketSchemaVersion": "2.0",
     }
     message = json_format.ParseDict(packet, phenopackets.Phenopacket())
-    return json_format.MessageToJson(message, indent=2) + "\n"
+    return str(json_format.MessageToJson(message, indent=2)) + "\n"

@@ -7,9 +7,11 @@
     ds.select_individuals(sex="female", hpo="HP:0001250")
 """
 
-from genofed.store.dataset import Dataset, GenotypeBlock, normalize_contig
+from genofed.errors import UnknownDatasetError
+from genofed.store.dataset import Dataset, GenotypeBlock
 from genofed.store.metadata import AccessTier, DatasetMetadata
-from genofed.store.node import NodeStore, UnknownDatasetError
+from genofed.store.node import NodeStore
+from genofed.store.sites import normalize_contig
 
 __all__ = ["AccessTier", "Dataset", "DatasetMetadata", "GenotypeBlock", "NodeStore",
            "UnknownDatasetError", "normalize_contig"]

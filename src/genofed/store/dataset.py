@@ -47,7 +47,7 @@ class GenotypeBlock:
         present = self.calls >= 0
         counts = ((self.calls == allele_arr) & present).sum(axis=2).astype(np.float64)
         counts[(self.calls == -1).any(axis=2)] = np.nan
-        return counts
+        return np.asarray(counts)
 
 
 class Dataset:
@@ -155,7 +155,7 @@ class Dataset:
 
     @functools.cached_property
     def samples(self) -> list[str]:
-        return self.individuals.column("sample_id").to_pylist()
+        return [str(s) for s in self.individuals.column("sample_id").to_pylist()]
 
     @functools.cached_property
     def _sample_position(self) -> dict[str, int]:

@@ -22,16 +22,10 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from genofed.errors import StorageError
+from genofed.errors import Crypt4ghError, StorageError
 from genofed.formats import hts
 from genofed.formats.bgzf_layout import BlockTable
-from genofed.formats.crypt4gh import (
-    SEGMENT_SIZE,
-    Crypt4ghError,
-    EncryptedFile,
-    KeyPair,
-    encrypt_bytes,
-)
+from genofed.formats.crypt4gh import SEGMENT_SIZE, EncryptedFile, KeyPair, encrypt_bytes
 from genofed.formats.hts import FileFormat, RecordCodec, cram_references
 from genofed.formats.indexes import BgzfIndex, CramIndex, parse_bgzf_index, parse_crai
 from genofed.store import layout

@@ -89,7 +89,7 @@ def write_sites(path: Path, contigs: Sequence[str], parts: Sequence[SiteRows],
     table = pa.table(columns)
     pq.write_table(table, path, compression="zstd", row_group_size=256 * 1024,
                    use_dictionary=["contig", "ref", "alt"], write_statistics=["contig", "pos"])
-    return table.num_rows
+    return int(table.num_rows)
 
 
 @dataclass(frozen=True)

@@ -64,18 +64,18 @@ def test_access_token_gives_principal_with_userinfo_visas(
     assert recorder.count("/.well-known") == 1 and recorder.count("/jwks") == 1  # cached
 
 
-def test_repeated_token_is_served_from_cache_in_microseconds(
+def test_repeated_token_is_served_from_cache(
         issuer: LocalIssuer, make_auth: MakeAuth, recorder: Recorder) -> None:
+    """A token seen before is recognised without verifying it again (how fast: see
+    benchmarks/beacon.py)."""
     auth = make_auth()
     header = bearer(issuer.access_token("alice"))
     first = auth.authenticate(header)
     requests = len(recorder.urls)
-    start = time.perf_counter()
-    for _ in range(2000):
+    for _ in range(20):
         assert auth.authenticate(header) is first
-    per_call = (time.perf_counter() - start) / 2000
+    assert auth.known(header) is first
     assert len(recorder.urls) == requests  # no userinfo, no JWKS: nothing over the network
-    assert per_call < 100e-6, f"{per_call * 1e6:.1f} µs per cached call"
 
 
 def test_cached_principal_is_dropped_when_it_expires(

@@ -11,8 +11,8 @@ from genofed.access.identity.authenticator import (
     node_public_url,
     node_visa_trust,
 )
-from genofed.access.identity.oidc import IssuerUnavailable, TokenRejected
 from genofed.access.identity.passport import Identity, VisaType, sign_visa
+from genofed.errors import IssuerUnavailable, TokenRejected
 
 __all__ = [
     "Identity",

@@ -40,11 +40,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from genofed.access.identity.oidc import (
     AccessTokenVerifier,
     Clock,
-    IssuerUnavailable,
     JwksCache,
     OidcDiscovery,
     PublicKey,
-    TokenRejected,
     default_http_client,
     fetch_json,
     inspect_jwt,
@@ -62,7 +60,7 @@ from genofed.access.identity.passport import (
 )
 from genofed.access.principal import Principal
 from genofed.config.node import NodeConfig, NodePaths, load_config
-from genofed.errors import AuthenticationError
+from genofed.errors import AuthenticationError, IssuerUnavailable, TokenRejected
 
 #: Where a node publishes the JWKS of its visa-signing key, below its public URL.
 NODE_JWKS_PATH = "/access/jwks.json"

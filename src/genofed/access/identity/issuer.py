@@ -71,13 +71,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from genofed.access.identity.oidc import (
-    TokenRejected,
-    inspect_jwt,
-    jwk_thumbprint,
-    public_jwk,
-    verify_jwt,
-)
+from genofed.access.identity.oidc import inspect_jwt, jwk_thumbprint, public_jwk, verify_jwt
 from genofed.access.identity.passport import (
     PASSPORT_CLAIM,
     PASSPORT_TYPE,
@@ -88,7 +82,7 @@ from genofed.access.identity.passport import (
     format_linked_identities,
     sign_visa,
 )
-from genofed.errors import IssuerConfigError
+from genofed.errors import IssuerConfigError, TokenRejected
 
 log = logging.getLogger(__name__)
 

@@ -36,10 +36,8 @@ import jwt
 
 from genofed.access.identity.oidc import (
     Clock,
-    IssuerUnavailable,
     JwksCache,
     PrivateKey,
-    TokenRejected,
     algorithm_for,
     inspect_jwt,
     jwk_thumbprint,
@@ -48,6 +46,7 @@ from genofed.access.identity.oidc import (
     verify_jwt,
 )
 from genofed.access.principal import Grant, Principal
+from genofed.errors import IssuerUnavailable, TokenRejected
 
 PASSPORT_CLAIM = "ga4gh_passport_v1"
 VISA_CLAIM = "ga4gh_visa_v1"
