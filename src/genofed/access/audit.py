@@ -248,6 +248,9 @@ class AuditProblem:
     kind: str
     #: The record at fault, in the database's current numbering.
     seq: int
+    #: One sentence for a person: which record(s), what happened to them, and how that shows,
+    #: e.g. "record 8 was edited: its content no longer matches its hash". It names the kind in
+    #: words, so print it alone rather than after `kind`.
     message: str
 
 
@@ -296,7 +299,8 @@ def verify(db: GovernanceDB, seal_key: bytes | None = None) -> VerifyReport:
     last = expected - 1
     if head is None:
         return VerifyReport(count, prev, AuditProblem(
-            "deleted", last, "the chain head record (table audit_head) is missing"))
+            "deleted", last, f"the chain head (table audit_head) was deleted (the log has "
+            f"{last} intact record(s))"))
     problem = None
     if head_seq > last:
         problem = AuditProblem("deleted", last + 1, f"record(s) {last + 1}..{head_seq} were "
@@ -304,12 +308,13 @@ def verify(db: GovernanceDB, seal_key: bytes | None = None) -> VerifyReport:
                                f"{head_seq})")
     elif head_seq < last:
         problem = AuditProblem("inserted", head_seq + 1, f"record(s) {head_seq + 1}..{last} were "
-                               f"added after the last record the node wrote ({head_seq})")
+                               f"inserted after the last record the node wrote ({head_seq})")
     elif head.hash != prev:
-        problem = AuditProblem("edited", last, f"record {last} differs from the chain head's "
-                               "hash")
+        problem = AuditProblem("edited", last, f"record {last} was edited: its hash differs "
+                               "from the one the chain head recorded")
     elif not head_sealed:
-        problem = AuditProblem("forged", last, "the chain head is not sealed by this node's key")
+        problem = AuditProblem("forged", last, f"the chain head (at record {last}) was forged: "
+                               "it is not sealed by this node's key")
     return VerifyReport(count, prev, problem)
 
 
@@ -360,8 +365,9 @@ class _Classifier:
         origin = self._written_as(entry)
         if origin is None:
             if skipped:
-                return AuditProblem("inserted", seq, f"record {seq} is not part of the chain: "
-                                    f"the record after it links to record {expected - 1}")
+                return AuditProblem("inserted", seq, f"record {seq} was inserted: it is not part "
+                                    f"of the chain (the record after it links to record "
+                                    f"{expected - 1})")
             return AuditProblem("edited", seq, f"record {seq} was edited: its content no longer "
                                 "matches its hash")
         if origin < seq:
@@ -369,7 +375,7 @@ class _Classifier:
                                 f"inserted: record {seq} was written as record {origin}")
         if origin > seq:
             if self._hash_later(entry.prev_hash, seq):
-                return AuditProblem("reordered", seq, f"record {seq} is out of order: it was "
+                return AuditProblem("reordered", seq, f"record {seq} was reordered: it was "
                                     f"written as record {origin}")
             return AuditProblem("deleted", seq, f"record(s) {seq}..{origin - 1} (as first "
                                 "written) were deleted and later records renumbered")
@@ -381,17 +387,18 @@ class _Classifier:
             if sealed:  # a genuine record: the one before it was changed and re-hashed
                 return AuditProblem("edited", expected - 1, f"record {expected - 1} was edited "
                                     f"and re-hashed: record {seq} no longer links to it")
-            return AuditProblem("forged", seq, f"record {seq} does not link to record "
-                                f"{expected - 1} and is not sealed by this node's key")
+            return AuditProblem("forged", seq, f"record {seq} was forged: it does not link to "
+                                f"record {expected - 1} and is not sealed by this node's key")
         # A consistent chain that the node's key did not seal.
         if self.head_seq is not None and seq > self.head_seq:
-            return AuditProblem("inserted", seq, f"record {seq} was added after the last record "
-                                f"the node wrote ({self.head_seq})")
+            return AuditProblem("inserted", seq, f"record {seq} was inserted after the last "
+                                f"record the node wrote ({self.head_seq})")
         if skipped:
             return AuditProblem("inserted", seq, f"record {seq} was inserted: the record after "
                                 f"it links to record {expected - 1}")
         if following is not None and following.prev_hash != entry.hash:
             return AuditProblem("edited", seq, f"record {seq} was edited and re-hashed: record "
                                 f"{following.seq} no longer links to it")
-        return AuditProblem("forged", seq, f"record {seq} is not sealed by this node's key: the "
-                            "chain was recomputed from here on (records edited or inserted)")
+        return AuditProblem("forged", seq, f"record {seq} was forged: it is not sealed by this "
+                            "node's key, so the chain was recomputed from here on (records edited "
+                            "or inserted)")

@@ -249,8 +249,7 @@ def audit_verify(node_dir: Path = NODE_DIR) -> None:
         report = verify(governance.db,
                         seal_key_from_signing_key(NodePaths(node_dir, config).signing_key))
     if report.problem is not None:
-        fail(f"audit trail of {node_dir} is NOT intact: record {report.problem.seq} "
-             f"{report.problem.kind}: {report.problem.message}",
+        fail(f"audit trail of {node_dir} is NOT intact: {report.problem.message}",
              "restore the governance database from a backup and compare with an export")
     console.print(f"Audit trail intact: {report.records:,} records, chain head "
                   f"{report.head_hash[:16]}…", highlight=False)

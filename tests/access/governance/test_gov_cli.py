@@ -96,4 +96,4 @@ def test_audit_verify_and_export(cli_node: Path, tmp_path: Path) -> None:
         connection.execute("UPDATE audit_records SET decision = 'allow' WHERE seq = 3")
     broken = genofed("audit", "verify", cli_node)
     assert broken.returncode == 1
-    assert "record 3 edited" in broken.stderr and "NOT intact" in broken.stderr
+    assert "record 3 was edited" in broken.stderr and "NOT intact" in broken.stderr
