@@ -1,4 +1,11 @@
-"""The audit trail: every allow and deny, append-only and hash-chained, with no personal data.
+"""The audit trail: every allow and deny, and every governance event, append-only and
+hash-chained, with no personal data.
+
+What it holds: each decision to release or refuse data (`action` = an
+:class:`genofed.access.policy.Action`, e.g. `beacon.count`) and each governance event (an
+:class:`genofed.access.events.GovernanceEvent`, e.g. `application.approve`, `visa.sign`), one
+chain for both, so an auditor reads one story. Subjects are pseudonyms
+(:mod:`genofed.access.pseudonyms`), never names, e-mails or raw `sub`s.
 
 Record N stores `hash = sha256(prev_hash + canonical JSON of its fields)`, where the fields
 include its sequence number N, and `prev_hash` is record N-1's hash (64 zeros for record 1).
@@ -10,7 +17,9 @@ append, which makes a truncated or extended tail visible too.
 Appends are group-committed: callers hand their record over and wait; one of them writes
 everything pending in one transaction under the chain lock (`BEGIN IMMEDIATE` on SQLite, a row
 lock on the head on PostgreSQL), so hundreds of decisions per second cost a few commits, and a
-decision is only acted on once its record is durable.
+decision is only acted on once its record is durable. A change of governance state instead
+appends its records inside its own transaction (:meth:`AuditLog.append_in`), under the same
+chain lock, so the change and its record commit together or not at all.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +39,7 @@ from typing import Any, TextIO
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from genofed.access.db import GovernanceDB
@@ -54,8 +63,14 @@ def seal_key_from_signing_key(path: Path) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(secret)
 
 
+def format_at(moment: datetime) -> str:
+    """A time as the trail writes it (`at`): ISO 8601 UTC with microseconds and a Z, e.g.
+    2025-03-01T12:00:00.000000Z. Fixed width, so text order is time order (filters compare text)."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return format_at(datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,23 @@ def _seal(key: bytes | None, message: str) -> str:
 
 def _head_seal(key: bytes | None, seq: int, hash_: str) -> str:
     return _seal(key, f"head:{seq}:{hash_}")
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A record to append; the log adds its time, sequence number, hashes and seal."""
+
+    subject: str
+    dataset_id: str | None
+    action: str
+    decision: str
+    reason: str
+    detail: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        return {"at": _now(), "subject": self.subject, "dataset_id": self.dataset_id,
+                "action": self.action, "decision": self.decision, "reason": self.reason,
+                "detail": self.detail}
 
 
 #: How long a record appended with `wait=False` may sit in the queue.
@@ -127,8 +159,7 @@ class AuditLog:
         :data:`BACKGROUND_DELAY` seconds, together with whatever else is queued: for high-rate,
         low-stakes records (aggregate answers) where one commit per query would cap a node's
         throughput. A crash can lose at most that window of such records."""
-        fields = {"at": _now(), "subject": subject, "dataset_id": dataset_id, "action": action,
-                  "decision": decision, "reason": reason, "detail": detail}
+        fields = NewRecord(subject, dataset_id, action, decision, reason, detail).fields()
         with self._cond:
             ticket = self._next_ticket
             self._next_ticket += 1
@@ -141,6 +172,21 @@ class AuditLog:
             failure = self._failures.pop(ticket, None)
         if failure is not None:
             raise AuditWriteError(f"audit record not written: {failure}") from failure
+
+    def append_in(self, session: Session, records: Iterable[NewRecord]) -> None:
+        """Append `records` inside the caller's write transaction (a session from
+        `GovernanceDB.write()` on this log's database), so they commit with the caller's
+        changes or not at all, and are durable once that transaction commits.
+
+        The chain lock is taken here and held until the caller commits: call this last in the
+        transaction, after every other lock it takes (PostgreSQL: rows locked first, the head
+        last, in every writer; SQLite: the transaction already holds the database's write lock,
+        taken by `BEGIN IMMEDIATE`), and commit promptly."""
+        items = [record.fields() for record in records]
+        if not items:
+            return
+        session.flush()  # the caller's own inserts first, before the chain lock is taken
+        self._chain(session.connection(), items)
 
     def _start_flusher(self) -> None:
         """With the lock held: the background writer of queued records (one per log)."""
@@ -194,22 +240,27 @@ class AuditLog:
 
     def _write(self, batch: list[_Pending]) -> None:
         with self.db.write_connection() as connection:
-            seq, prev = self._lock_head(connection)
-            rows = []
-            for item in batch:
-                seq += 1
-                fields = {**item.fields, "seq": seq}
-                digest = chain_hash(prev, fields)
-                rows.append({**fields, "prev_hash": prev, "hash": digest,
-                             "seal": _seal(self.seal_key, digest)})
-                prev = digest
-            connection.execute(insert(AuditRecord), rows)
-            connection.execute(update(AuditHead).where(AuditHead.id == 1).values(
-                seq=seq, hash=prev, seal=_head_seal(self.seal_key, seq, prev)))
+            self._chain(connection, [item.fields for item in batch])
 
-    def _lock_head(self, connection: Connection) -> tuple[int, str]:
+    def _chain(self, connection: Connection, items: list[dict[str, Any]]) -> None:
+        """Link `items` to the chain's head and insert them, in `connection`'s transaction."""
+        seq, prev = self._lock_head(connection)
+        rows = []
+        for item in items:
+            seq += 1
+            fields = {**item, "seq": seq}
+            digest = chain_hash(prev, fields)
+            rows.append({**fields, "prev_hash": prev, "hash": digest,
+                         "seal": _seal(self.seal_key, digest)})
+            prev = digest
+        connection.execute(insert(AuditRecord), rows)
+        connection.execute(update(AuditHead).where(AuditHead.id == 1).values(
+            seq=seq, hash=prev, seal=_head_seal(self.seal_key, seq, prev)))
+
+    @staticmethod
+    def _lock_head(connection: Connection) -> tuple[int, str]:
         query = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
-        if self.db.is_postgresql:
+        if connection.dialect.name == "postgresql":
             query = query.with_for_update()  # SQLite: BEGIN IMMEDIATE already serialises writers
         row = connection.execute(query).one()
         return int(row.seq), str(row.hash)
@@ -225,10 +276,12 @@ def _entry(row: Row[Any]) -> AuditEntry:
     return AuditEntry(**row._mapping)
 
 
-def entries(db: GovernanceDB) -> Iterator[AuditEntry]:
-    """All records in sequence order, streamed."""
+def entries(db: GovernanceDB, *where: ColumnElement[bool]) -> Iterator[AuditEntry]:
+    """All records (or those matching every condition in `where`, evaluated by the database) in
+    sequence order, streamed."""
     with db.read() as session, session.execute(
-            _RECORDS.order_by(AuditRecord.seq).execution_options(yield_per=2000)) as rows:
+            _RECORDS.where(*where).order_by(AuditRecord.seq)
+            .execution_options(yield_per=2000)) as rows:
         for row in rows:  # a reader that stops early still closes the server-side cursor
             yield _entry(row)
 
@@ -248,6 +301,9 @@ class AuditProblem:
     kind: str
     #: The record at fault, in the database's current numbering.
     seq: int
+    #: One sentence for a person: which record(s), what happened to them, and how that shows,
+    #: e.g. "record 8 was edited: its content no longer matches its hash". It names the kind in
+    #: words, so print it alone rather than after `kind`.
     message: str
 
 
@@ -298,7 +354,8 @@ def verify(db: GovernanceDB, seal_key: bytes | None = None) -> VerifyReport:
     last = expected - 1
     if head is None:
         return VerifyReport(count, prev, AuditProblem(
-            "deleted", last, "the chain head record (table audit_head) is missing"))
+            "deleted", last, f"the chain head (table audit_head) was deleted (the log has "
+            f"{last} intact record(s))"))
     problem = None
     if head_seq > last:
         problem = AuditProblem("deleted", last + 1, f"record(s) {last + 1}..{head_seq} were "
@@ -306,12 +363,13 @@ def verify(db: GovernanceDB, seal_key: bytes | None = None) -> VerifyReport:
                                f"{head_seq})")
     elif head_seq < last:
         problem = AuditProblem("inserted", head_seq + 1, f"record(s) {head_seq + 1}..{last} were "
-                               f"added after the last record the node wrote ({head_seq})")
+                               f"inserted after the last record the node wrote ({head_seq})")
     elif head.hash != prev:
-        problem = AuditProblem("edited", last, f"record {last} differs from the chain head's "
-                               "hash")
+        problem = AuditProblem("edited", last, f"record {last} was edited: its hash differs "
+                               "from the one the chain head recorded")
     elif not head_sealed:
-        problem = AuditProblem("forged", last, "the chain head is not sealed by this node's key")
+        problem = AuditProblem("forged", last, f"the chain head (at record {last}) was forged: "
+                               "it is not sealed by this node's key")
     return VerifyReport(count, prev, problem)
 
 
@@ -362,8 +420,9 @@ class _Classifier:
         origin = self._written_as(entry)
         if origin is None:
             if skipped:
-                return AuditProblem("inserted", seq, f"record {seq} is not part of the chain: "
-                                    f"the record after it links to record {expected - 1}")
+                return AuditProblem("inserted", seq, f"record {seq} was inserted: it is not part "
+                                    f"of the chain (the record after it links to record "
+                                    f"{expected - 1})")
             return AuditProblem("edited", seq, f"record {seq} was edited: its content no longer "
                                 "matches its hash")
         if origin < seq:
@@ -371,7 +430,7 @@ class _Classifier:
                                 f"inserted: record {seq} was written as record {origin}")
         if origin > seq:
             if self._hash_later(entry.prev_hash, seq):
-                return AuditProblem("reordered", seq, f"record {seq} is out of order: it was "
+                return AuditProblem("reordered", seq, f"record {seq} was reordered: it was "
                                     f"written as record {origin}")
             return AuditProblem("deleted", seq, f"record(s) {seq}..{origin - 1} (as first "
                                 "written) were deleted and later records renumbered")
@@ -383,17 +442,18 @@ class _Classifier:
             if sealed:  # a genuine record: the one before it was changed and re-hashed
                 return AuditProblem("edited", expected - 1, f"record {expected - 1} was edited "
                                     f"and re-hashed: record {seq} no longer links to it")
-            return AuditProblem("forged", seq, f"record {seq} does not link to record "
-                                f"{expected - 1} and is not sealed by this node's key")
+            return AuditProblem("forged", seq, f"record {seq} was forged: it does not link to "
+                                f"record {expected - 1} and is not sealed by this node's key")
         # A consistent chain that the node's key did not seal.
         if self.head_seq is not None and seq > self.head_seq:
-            return AuditProblem("inserted", seq, f"record {seq} was added after the last record "
-                                f"the node wrote ({self.head_seq})")
+            return AuditProblem("inserted", seq, f"record {seq} was inserted after the last "
+                                f"record the node wrote ({self.head_seq})")
         if skipped:
             return AuditProblem("inserted", seq, f"record {seq} was inserted: the record after "
                                 f"it links to record {expected - 1}")
         if following is not None and following.prev_hash != entry.hash:
             return AuditProblem("edited", seq, f"record {seq} was edited and re-hashed: record "
                                 f"{following.seq} no longer links to it")
-        return AuditProblem("forged", seq, f"record {seq} is not sealed by this node's key: the "
-                            "chain was recomputed from here on (records edited or inserted)")
+        return AuditProblem("forged", seq, f"record {seq} was forged: it is not sealed by this "
+                            "node's key, so the chain was recomputed from here on (records edited "
+                            "or inserted)")

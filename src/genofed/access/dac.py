@@ -9,14 +9,20 @@ compare-and-set (`UPDATE ... WHERE state = 'submitted'`), so two members decidin
 moment yield exactly one decision, and a unique (application, dataset) key on visas makes a
 second visa impossible even so.
 
+Each step is also a record in the node's audit trail (see :mod:`genofed.access.events` for the
+names and columns): written in the same transaction as the state change, so both commit or
+neither does; a committee action refused for want of authority (not a member, or deciding one's
+own application) is recorded as a deny before the refusal is returned.
+
 Identities are "ISSUER|SUBJECT" strings, the form of `access.dac_members`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,8 +31,16 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Result, func, select, update
 from sqlalchemy.orm import Session
 
+from genofed.access.audit import AuditLog, NewRecord
 from genofed.access.db import GovernanceDB
 from genofed.access.duo import DuoMatcher, Outcome, Purpose
+from genofed.access.events import (
+    DENY,
+    GovernanceEvent,
+    format_detail,
+    governance_record,
+    record_event,
+)
 from genofed.access.models import (
     Application,
     ApplicationDataset,
@@ -34,6 +48,7 @@ from genofed.access.models import (
     ApplicationState,
     Visa,
 )
+from genofed.access.pseudonyms import pseudonym
 from genofed.access.visas import VisaClaims, VisaSigner
 from genofed.store.metadata import AccessTier, DatasetMetadata
 
@@ -68,6 +83,9 @@ class Verdict(StrEnum):
 _STATE_AFTER = {Verdict.APPROVE: ApplicationState.APPROVED,
                 Verdict.REJECT: ApplicationState.REJECTED,
                 Verdict.RETURN: ApplicationState.RETURNED}
+_EVENT = {Verdict.APPROVE: GovernanceEvent.APPLICATION_APPROVE,
+          Verdict.REJECT: GovernanceEvent.APPLICATION_REJECT,
+          Verdict.RETURN: GovernanceEvent.APPLICATION_RETURN}
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,11 @@ class Identity:
 
     def __str__(self) -> str:
         return f"{self.issuer}|{self.subject}"
+
+    @property
+    def pseudonym(self) -> str:
+        """How the audit trail names this person (see :mod:`genofed.access.pseudonyms`)."""
+        return pseudonym(self.issuer, self.subject)
 
 
 @dataclass(frozen=True)
@@ -164,16 +187,18 @@ MemberList = Callable[[], Collection[str]]
 class Committee:
     """The DAC of one node. `datasets` looks metadata up by id (KeyError if unknown); `members`
     returns the configured "ISSUER|SUBJECT" identities (called on each check, so a changed
-    configuration counts)."""
+    configuration counts). `audit` is the node's trail on the same database (every step is
+    recorded there); only tests and tools that keep no trail leave it out."""
 
     def __init__(self, db: GovernanceDB, signer: VisaSigner, *, members: MemberList,
                  datasets: DatasetLookup, matcher: DuoMatcher | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 audit: AuditLog | None = None, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.signer = signer
         self.members = members
         self.datasets = datasets
         self.matcher = matcher or DuoMatcher()
+        self.audit = audit
         self.clock = clock
 
     def is_member(self, identity: Identity | str) -> bool:
@@ -206,6 +231,14 @@ class Committee:
                                                assessment=r.assessment.value,
                                                reasons=list(r.reasons)) for r in requests)
             self._append_event(session, application_id, "submitted", str(applicant), "", now)
+            self._record(session, (governance_record(
+                GovernanceEvent.APPLICATION_SUBMIT, actor=applicant.pseudonym,
+                dataset_id=r.dataset_id, detail=format_detail(
+                    application=application_id, assessment=r.assessment.value,
+                    purpose=purpose.terms, diseases=purpose.diseases,
+                    commercial=purpose.commercial, days=duration_days, text_chars=len(text),
+                    text_sha256=hashlib.sha256(text.encode()).hexdigest()))
+                for r in requests))
         return self.application(application_id)
 
     def _assess(self, dataset_ids: Sequence[str], purpose: Purpose) -> list[DatasetRequest]:
@@ -238,6 +271,11 @@ class Committee:
             self._transition(session, application_id, ApplicationState.RETURNED,
                              ApplicationState.SUBMITTED, now)
             self._append_event(session, application_id, "resubmitted", str(applicant), note, now)
+            self._record(session, (governance_record(
+                GovernanceEvent.APPLICATION_RESUBMIT, actor=applicant.pseudonym,
+                dataset_id=r.dataset_id, detail=format_detail(
+                    application=application_id, assessment=r.assessment, note_chars=len(note)))
+                for r in self._requests(session, application_id)))
         return self.application(application_id)
 
     def passport_visas(self, researcher: Identity) -> list[str]:
@@ -253,15 +291,13 @@ class Committee:
                note: str = "") -> ApplicationView:
         """Approve, reject or return a submitted application. Approval issues the visas.
         ConflictError if it was already decided (by anyone, at any moment before)."""
-        member = self._require_member(member)
+        event = _EVENT[verdict]
+        member = self._require_member(member, event, application_id=application_id)
+        self._refuse_own_application(event, member, application_id)
         now = self._now()
         with self.db.write() as session:
             application = self._load(session, application_id)
-            if (application.applicant_issuer, application.applicant_subject) == (
-                    member.issuer, member.subject):
-                raise ForbiddenError("a committee member cannot decide their own application")
-            requests = session.scalars(select(ApplicationDataset).where(
-                ApplicationDataset.application_id == application_id)).all()
+            requests = self._requests(session, application_id)
             denied = [r.dataset_id for r in requests if r.assessment == Outcome.DENY.value]
             if verdict is Verdict.APPROVE and denied and not note.strip():
                 raise GovernanceError(
@@ -272,27 +308,39 @@ class Committee:
             kind = {Verdict.APPROVE: "approved", Verdict.REJECT: "rejected",
                     Verdict.RETURN: "returned"}[verdict]
             self._append_event(session, application_id, kind, str(member), note, now)
+            records = [governance_record(
+                event, actor=member.pseudonym, dataset_id=r.dataset_id,
+                reason=_decision_reason(event, r.assessment), detail=format_detail(
+                    application=application_id, assessment=r.assessment, note_chars=len(note)))
+                for r in requests]
             if verdict is Verdict.APPROVE:
-                self._issue_visas(session, application, [r.dataset_id for r in requests], now)
+                visas = self._issue_visas(session, application, [r.dataset_id for r in requests],
+                                          now)
+                records += [_visa_record(GovernanceEvent.VISA_SIGN, member, visa)
+                            for visa in visas]
+            self._record(session, records)
         return self.application(application_id)
 
     def _issue_visas(self, session: Session, application: Application, dataset_ids: list[str],
-                     now: datetime) -> None:
+                     now: datetime) -> list[Visa]:
         issued = int(now.timestamp())
         expires = issued + application.duration_days * 86_400
+        visas = []
         for dataset_id in dataset_ids:
             jti = str(uuid.uuid4())
             token = self.signer.sign(VisaClaims(
                 subject=application.applicant_subject, dataset_id=dataset_id, asserted=issued,
                 issued_at=issued, expires=expires, jti=jti))
-            session.add(Visa(jti=jti, application_id=application.id, dataset_id=dataset_id,
-                             subject_issuer=application.applicant_issuer,
-                             subject=application.applicant_subject, issued_at=issued,
-                             expires_at=expires, token=token))
+            visas.append(Visa(jti=jti, application_id=application.id, dataset_id=dataset_id,
+                              subject_issuer=application.applicant_issuer,
+                              subject=application.applicant_subject, issued_at=issued,
+                              expires_at=expires, token=token))
+        session.add_all(visas)
+        return visas
 
     def revoke(self, jti: str, member: Identity | str, note: str = "") -> VisaView:
         """Revoke a visa; the policy refuses it from the next request on."""
-        member = self._require_member(member)
+        member = self._require_member(member, GovernanceEvent.VISA_REVOKE, jti=jti)
         now = self._now()
         with self.db.write() as session:
             visa = session.get(Visa, jti)
@@ -310,6 +358,8 @@ class Committee:
             self._append_event(session, visa.application_id, "visa-revoked", str(member),
                                f"visa {jti} for {visa.dataset_id}" + (f": {note}" if note else ""),
                                now)
+            self._record(session, [_visa_record(GovernanceEvent.VISA_REVOKE, member, visa,
+                                                note_chars=len(note))])
         return self.visa(jti)
 
     def is_revoked(self, jti: str) -> bool:
@@ -352,12 +402,69 @@ class Committee:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    def _require_member(self, member: Identity | str) -> Identity:
+    def _require_member(self, member: Identity | str, event: GovernanceEvent, *,
+                        application_id: str | None = None, jti: str | None = None) -> Identity:
+        """The member as an Identity; a non-member's attempt is recorded (deny) and refused."""
         identity = member if isinstance(member, Identity) else Identity.parse(member)
         if not self.is_member(identity):
+            self._refused(event, identity, "not a member of the node's data access committee",
+                          application_id=application_id, jti=jti)
             raise ForbiddenError(f"{identity} is not a member of this node's data access "
                                  "committee (access.dac_members)")
         return identity
+
+    def _refuse_own_application(self, event: GovernanceEvent, member: Identity,
+                                application_id: str) -> None:
+        """A member may not decide their own application (checked before the decision's
+        transaction, as an application's applicant never changes; recorded, then refused)."""
+        with self.db.read() as session:
+            application = session.get(Application, application_id)
+            own = application is not None and (
+                application.applicant_issuer, application.applicant_subject) == (
+                member.issuer, member.subject)
+        if own:
+            reason = "a committee member cannot decide their own application"
+            self._refused(event, member, reason, application_id=application_id)
+            raise ForbiddenError(reason)
+
+    # -- the audit trail -----------------------------------------------------------------------
+    def _record(self, session: Session, records: Iterable[NewRecord]) -> None:
+        """Append to the trail in the caller's transaction (last: it takes the chain lock)."""
+        if self.audit is not None:
+            self.audit.append_in(session, records)
+
+    def _refused(self, event: GovernanceEvent, actor: Identity, reason: str, *,
+                 application_id: str | None = None, jti: str | None = None) -> None:
+        """Record a refused committee action (deny), durably, before the refusal is returned:
+        on its own, as the refused transaction rolls back. Once per dataset the application
+        (or visa) concerns. Ids the caller sent are recorded only if they name an application
+        or visa of this node, never as arbitrary text."""
+        if self.audit is None:
+            return
+        dataset_ids: list[str] = []
+        with self.db.read() as session:
+            if jti is not None:
+                visa = session.get(Visa, jti)
+                jti, application_id = ((visa.jti, visa.application_id) if visa is not None
+                                       else ("unknown", None))
+                dataset_ids = [visa.dataset_id] if visa is not None else []
+            elif application_id is not None:
+                if session.get(Application, application_id) is None:
+                    application_id = "unknown"
+                else:
+                    dataset_ids = [r.dataset_id
+                                   for r in self._requests(session, application_id)]
+        detail = format_detail(application=application_id, jti=jti)
+        targets: list[str | None] = [*dataset_ids] or [None]
+        for dataset_id in targets:
+            record_event(self.audit, event, actor=actor.pseudonym, dataset_id=dataset_id,
+                         detail=detail, decision=DENY, reason=f"refused: {reason}")
+
+    @staticmethod
+    def _requests(session: Session, application_id: str) -> list[ApplicationDataset]:
+        return list(session.scalars(select(ApplicationDataset).where(
+            ApplicationDataset.application_id == application_id)
+            .order_by(ApplicationDataset.dataset_id)))
 
     @staticmethod
     def _load(session: Session, application_id: str) -> Application:
@@ -408,6 +515,26 @@ class Committee:
                            for d in datasets),
             events=tuple(EventView(e.seq, e.kind, e.actor, e.note, e.at) for e in events),
             visas=tuple(_visa_view(v) for v in visas))
+
+
+def _decision_reason(event: GovernanceEvent, assessment: str) -> str:
+    """The fixed reason of a decision record; an approval that overrides the DUO pre-assessment
+    says so (the member's justification is in the application's own history)."""
+    if event is GovernanceEvent.APPLICATION_APPROVE and assessment == Outcome.DENY.value:
+        return ("a committee member approved the application against the DUO pre-assessment "
+                "(deny) for this dataset")
+    return ""
+
+
+def _visa_record(event: GovernanceEvent, member: Identity, visa: Visa,
+                 note_chars: int | None = None) -> NewRecord:
+    return governance_record(event, actor=member.pseudonym, dataset_id=visa.dataset_id,
+                             detail=format_detail(
+                                 application=visa.application_id, jti=visa.jti,
+                                 holder=pseudonym(visa.subject_issuer, visa.subject),
+                                 issued=datetime.fromtimestamp(visa.issued_at, UTC),
+                                 expires=datetime.fromtimestamp(visa.expires_at, UTC),
+                                 note_chars=note_chars))
 
 
 def _rowcount(result: Result[Any]) -> int:

@@ -68,7 +68,7 @@ class Governance:
         signer = VisaSigner.for_node(paths.signing_key, config)
         audit = AuditLog(db, seal_key_from_signing_key(paths.signing_key))
         committee = Committee(db, signer, members=ConfiguredMembers(node_dir, config),
-                              datasets=datasets or _store_lookup(node_dir, config))
+                              datasets=datasets or _store_lookup(node_dir, config), audit=audit)
         return cls(db, audit, signer, committee, GovernancePolicy(audit, committee.is_revoked))
 
     def close(self) -> None:

@@ -150,17 +150,21 @@ class Visa(Base):
 
 
 class AuditRecord(Base):
-    """One allow/deny decision. `hash` = sha256(prev_hash + canonical JSON of the fields, seq
-    included); `seal` = HMAC of `hash` under a key derived from the node's signing key."""
+    """One allow/deny decision on data, or one governance event (see
+    :mod:`genofed.access.events` for how those fill the columns). `hash` = sha256(prev_hash +
+    canonical JSON of the fields, seq included); `seal` = HMAC of `hash` under a key derived
+    from the node's signing key."""
 
     __tablename__ = "audit_records"
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     #: ISO 8601 UTC with microseconds, kept as text so the hashed bytes never change.
     at: Mapped[str] = mapped_column(String(32))
-    #: Pseudonym of the caller, or "anonymous"; never a name, e-mail or raw `sub`.
+    #: Pseudonym of the caller or of the person who acted (see :mod:`genofed.access.pseudonyms`),
+    #: or "anonymous" / "operator"; never a name, e-mail or raw `sub`.
     subject: Mapped[str] = mapped_column(String(64))
     dataset_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    #: An `Action` (what data was asked for) or a `GovernanceEvent` value.
     action: Mapped[str] = mapped_column(String(32))
     decision: Mapped[str] = mapped_column(String(8))
     reason: Mapped[str] = mapped_column(Text)

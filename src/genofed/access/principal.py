@@ -9,8 +9,9 @@ Nothing here is personal beyond the (issuer, subject) pair, and the audit log se
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
+
+from genofed.access.pseudonyms import pseudonym
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,9 @@ class Principal:
 
     @property
     def pseudonym(self) -> str:
-        """A stable pseudonym for the audit log: no name, no e-mail, not the raw `sub`."""
-        return hashlib.sha256(f"{self.issuer}\n{self.subject}".encode()).hexdigest()[:32]
+        """A stable pseudonym for the audit log: no name, no e-mail, not the raw `sub` (see
+        :mod:`genofed.access.pseudonyms`)."""
+        return pseudonym(self.issuer, self.subject)
 
     def grant_for(self, dataset_id: str) -> Grant | None:
         return next((g for g in self.grants if g.dataset_id == dataset_id), None)

@@ -19,11 +19,14 @@ the request is refused (403) instead: they asked for those records and nothing e
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from starlette.requests import Request
 
 from genofed.access.policy import AccessPolicy, Action, Decision
 from genofed.access.principal import Principal
@@ -76,6 +79,25 @@ def granted_granularity(dataset: Dataset, requested: Granularity, requester: Req
         refusal = refusal or decision
     return Granted(None, _note(dataset, requested, None, refusal),
                    refusal.reason if refusal else "")
+
+
+async def requested_action(request: Request) -> Action:
+    """The action a Beacon request asks for, by its requestedGranularity (query string of a GET,
+    JSON body of a POST), read before the request itself is parsed: a request refused at the
+    door (an invalid token) is audited as what it asked for, so a refused count or record
+    request is not recorded as a boolean one. What cannot be read counts as boolean, the
+    Beacon's default granularity (the request is then refused as malformed anyway)."""
+    requested: object = request.query_params.get("requestedGranularity")
+    if request.method == "POST":
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            body = None
+        query = body.get("query") if isinstance(body, dict) else None
+        requested = query.get("requestedGranularity") if isinstance(query, dict) else None
+    if isinstance(requested, str) and requested in tuple(Granularity):
+        return ACTIONS[Granularity(requested)]
+    return Action.BEACON_BOOLEAN
 
 
 def _note(dataset: Dataset, requested: Granularity, granted: Granularity | None,

@@ -12,9 +12,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from genofed.access.http import access_context
-from genofed.access.policy import Action
 from genofed.beacon import framework
-from genofed.beacon.access import QueryBudget, Requester
+from genofed.beacon.access import QueryBudget, Requester, requested_action
 from genofed.beacon.request import (
     BeaconQuery,
     BeaconRequestBody,
@@ -56,7 +55,8 @@ async def charged_caller(request: Request) -> Requester:
         try:  # may fetch keys or userinfo on first sight of a token: keep it off the loop
             principal = await run_in_threadpool(context.authenticator.authenticate, authorization)
         except AuthenticationError as exc:
-            context.policy.deny_unauthenticated(None, Action.BEACON_BOOLEAN, exc.reason)
+            context.policy.deny_unauthenticated(None, await requested_action(request),
+                                                exc.reason)
             raise UnauthorizedError(f"bearer token refused: {exc.reason}", exc.status) from None
     host = request.client.host if request.client else "unknown"
     key = f"sub:{principal.pseudonym}" if principal else f"ip:{host}"

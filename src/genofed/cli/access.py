@@ -1,5 +1,5 @@
 """`genofed access ...` (the committee workflow, for operators, on NODE_DIR's governance database)
-and `genofed audit ...` (verify and export the audit trail).
+and `genofed audit ...` (list, verify and export the audit trail, explain pseudonyms).
 
 The governance modules (SQLAlchemy, Alembic, the store) are imported inside the commands, so
 they cost nothing to every other `genofed` command.
@@ -8,8 +8,9 @@ they cost nothing to every other `genofed` command.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +19,12 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from genofed.cli.output import console, fail
+from genofed.access.pseudonyms import DERIVATION
+from genofed.cli.output import console, errors, fail
 from genofed.config.node import NodeConfig, NodePaths, load_config, save_config
 
 if TYPE_CHECKING:
+    from genofed.access.audit import AuditEntry
     from genofed.access.dac import ApplicationView, Identity
     from genofed.access.governance import Governance
 
@@ -33,8 +36,18 @@ app = typer.Typer(help="Data access applications, committee decisions and visas,
 dac_app = typer.Typer(help="Who sits on the node's data access committee (access.dac_members).",
                       no_args_is_help=True)
 app.add_typer(dac_app, name="dac")
-audit_app = typer.Typer(help="The append-only, hash-chained audit trail of every allow and deny: "
-                        "check that nothing was altered, or export it.", no_args_is_help=True)
+# Paragraphs are single lines: the help formatter keeps line breaks after the first one.
+_AUDIT_HELP = "\n\n".join((
+    "The append-only, hash-chained audit trail: every release or refusal of data (beacon.*, "
+    "htsget.*, analysis) and every governance event (application.*, visa.*, dac.*, delivery.*, "
+    "trust.*, network.*). List and filter it, check that nothing was altered, export it.",
+    "Records name people only by pseudonym: {derivation}. Compute one with `genofed audit "
+    "pseudonym 'ISSUER|SUBJECT'`, or pass the identity to `genofed audit list --subject`.",
+    "The decision is allow when the node carried the action out (released data, took a "
+    "committee decision, signed a visa) and deny when it refused it.",
+))
+
+audit_app = typer.Typer(help=_AUDIT_HELP.format(derivation=DERIVATION), no_args_is_help=True)
 
 NODE_DIR = typer.Argument(..., help="The node directory.")
 
@@ -197,30 +210,54 @@ def _members_config(node_dir: Path) -> NodeConfig:
     return load_config(node_dir)
 
 
+def _save_members(node_dir: Path, config: NodeConfig, member: Identity, added: bool) -> None:
+    """Save a changed committee, recorded in the audit trail first (write-ahead: see
+    :func:`genofed.access.events.recorded`)."""
+    from genofed.access.events import GovernanceEvent, format_detail, recorded
+    from genofed.errors import AuditWriteError
+
+    event = GovernanceEvent.DAC_ADD if added else GovernanceEvent.DAC_REMOVE
+    with _governance(node_dir) as governance:
+        try:
+            with recorded(governance.audit, event, actor=member.pseudonym, dataset_id=None,
+                          detail=format_detail(by="operator",
+                                               members=len(config.access.dac_members))):
+                save_config(node_dir, config)
+        except AuditWriteError as exc:
+            fail(f"the committee was not changed: {exc}",
+                 "check that the governance database is reachable and writable")
+
+
 @dac_app.command("add")
 def dac_add(node_dir: Path = NODE_DIR,
             identity: str = typer.Argument(..., help="The member, as ISSUER|SUBJECT.")) -> None:
-    """Add a member to the node's data access committee."""
-    who = str(_identity(identity, "IDENTITY"))
+    """Add a member to the node's data access committee.
+
+    Recorded in the audit trail as dac.add, under the member's pseudonym."""
+    member = _identity(identity, "IDENTITY")
+    who = str(member)
     config = _members_config(node_dir)
     if who in config.access.dac_members:
         console.print(f"{who} is already a DAC member.")
         return
     config.access.dac_members.append(who)
-    save_config(node_dir, config)
+    _save_members(node_dir, config, member, added=True)
     console.print(f"Added {who} to the DAC ({len(config.access.dac_members)} member(s)).")
 
 
 @dac_app.command("remove")
 def dac_remove(node_dir: Path = NODE_DIR,
                identity: str = typer.Argument(..., help="The member, as ISSUER|SUBJECT.")) -> None:
-    """Remove a member from the node's data access committee."""
-    who = str(_identity(identity, "IDENTITY"))
+    """Remove a member from the node's data access committee.
+
+    Recorded in the audit trail as dac.remove, under the member's pseudonym."""
+    member = _identity(identity, "IDENTITY")
+    who = str(member)
     config = _members_config(node_dir)
     if who not in config.access.dac_members:
         fail(f"{who} is not a DAC member", "see `genofed access dac list`")
     config.access.dac_members.remove(who)
-    save_config(node_dir, config)
+    _save_members(node_dir, config, member, added=False)
     console.print(f"Removed {who} from the DAC.")
 
 
@@ -239,9 +276,11 @@ def dac_list(node_dir: Path = NODE_DIR) -> None:
 
 @audit_app.command("verify")
 def audit_verify(node_dir: Path = NODE_DIR) -> None:
-    """Check the audit trail end to end: every record's hash, the chain linking them, their
-    sequence numbers and the node's seal. Exit status 0 if intact; otherwise 1, naming the first
-    record at fault and whether it was edited, deleted, inserted or reordered."""
+    """Check that the audit trail is intact.
+
+    Checks every record's hash, the chain linking them, their sequence numbers and the node's
+    seal. Exit status 0 if intact; otherwise 1, naming the first record at fault and whether it
+    was edited, deleted, inserted or reordered."""
     from genofed.access.audit import seal_key_from_signing_key, verify
 
     config = load_config(node_dir)
@@ -249,8 +288,7 @@ def audit_verify(node_dir: Path = NODE_DIR) -> None:
         report = verify(governance.db,
                         seal_key_from_signing_key(NodePaths(node_dir, config).signing_key))
     if report.problem is not None:
-        fail(f"audit trail of {node_dir} is NOT intact: record {report.problem.seq} "
-             f"{report.problem.kind}: {report.problem.message}",
+        fail(f"audit trail of {node_dir} is NOT intact: {report.problem.message}",
              "restore the governance database from a backup and compare with an export")
     console.print(f"Audit trail intact: {report.records:,} records, chain head "
                   f"{report.head_hash[:16]}…", highlight=False)
@@ -275,3 +313,100 @@ def audit_export(
         tmp.replace(out)
     console.print(f"Exported {count:,} audit records to {out}")
 
+
+
+_COLUMNS = ("seq", "at", "subject", "action", "decision", "dataset", "reason", "detail")
+
+
+def _row(entry: AuditEntry) -> tuple[str, ...]:
+    return (str(entry.seq), entry.at, entry.subject, entry.action, entry.decision,
+            entry.dataset_id or "-", entry.reason, entry.detail)
+
+
+def _write_records(records: Iterable[AuditEntry], as_json: bool, terminal: bool) -> int:
+    """Stream records to stdout (never truncated, never held in memory); returns how many."""
+    out = sys.stdout
+    count = 0
+    if as_json:
+        for entry in records:
+            out.write(entry.to_json() + "\n")
+            count += 1
+        return count
+    if not terminal:  # tab-separated, for scripts: cut -f3, sort, awk
+        out.write("\t".join(_COLUMNS) + "\n")
+        for entry in records:
+            out.write("\t".join(v.replace("\t", " ") for v in _row(entry)) + "\n")
+            count += 1
+        return count
+    # A terminal: the fixed-width columns aligned, the free-width ones after them.
+    line = "{:>8}  {:<27}  {:<32}  {:<20}  {:<8}  {:<16}  {}  {}\n"
+    out.write(line.format(*_COLUMNS))
+    for entry in records:
+        out.write(line.format(*_row(entry)))
+        count += 1
+    return count
+
+
+@audit_app.command("list")
+def audit_list(
+    node_dir: Path = NODE_DIR,
+    subject: str | None = typer.Option(None, "--subject", help="Only this person's records: "
+                                       "their pseudonym, a prefix of it that only they have, or "
+                                       "their identity 'ISSUER|SUBJECT' (converted to the "
+                                       "pseudonym); or 'anonymous' / 'operator'."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Only records about this "
+                                       "dataset id."),
+    actions: list[str] = typer.Option([], "--action", "--event", help="Only this action, e.g. "
+                                      "beacon.record or application.approve, or a family of "
+                                      "them: beacon, htsget, application, visa, dac, ... "
+                                      "(repeat for several)."),
+    decision: str | None = typer.Option(None, "--decision", help="Only allow (carried out) or "
+                                        "deny (refused)."),
+    since: str | None = typer.Option(None, "--since", help="Only records at or after this ISO "
+                                     "8601 time (2025-03-01, 2025-03-01T14:30, ...+02:00; no "
+                                     "zone = UTC)."),
+    until: str | None = typer.Option(None, "--until", help="Only records before this time "
+                                     "(exclusive: --until 2025-03-02 ends at midnight UTC)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON Lines: one JSON object per "
+                                 "record and line, with its hashes and seal (as `audit "
+                                 "export`)."),
+) -> None:
+    """List audit records, filtered.
+
+    Records come in sequence order, filtered by the database and streamed (any number of
+    records). On a terminal: aligned columns; otherwise tab-separated values with a header line;
+    with --json, JSON Lines (one object per line). Nothing is ever shortened."""
+    from genofed.access.audit_query import parse_query, select_entries
+    from genofed.access.db import GovernanceDB
+
+    db = GovernanceDB.for_node(node_dir)
+    terminal = sys.stdout.isatty()
+    try:
+        query = parse_query(db, subject=subject, dataset_id=dataset, actions=actions,
+                            decision=decision, since=since, until=until)
+        count = _write_records(select_entries(db, query), as_json, terminal)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    finally:
+        db.close()
+    if terminal:
+        errors.print(f"{count:,} record(s)", highlight=False)
+
+
+@audit_app.command("pseudonym")
+def audit_pseudonym(
+    identities: list[str] = typer.Argument(..., help="A person's identity, ISSUER|SUBJECT: the "
+                                           "`iss` and `sub` of their login token (repeat for "
+                                           "several)."),
+) -> None:
+    """Print a person's pseudonym in the audit trail, and how it is derived.
+
+    An auditor who knows the identity can then find that person's records (`genofed audit list
+    NODE_DIR --subject PSEUDONYM`). The same identity has the same pseudonym on every node."""
+    people = [_identity(value, "IDENTITY") for value in identities]
+    for who in people:
+        sys.stdout.write(f"{who.pseudonym}  {who}\n"
+                         f"  = sha256(\"{who.issuer}\\n{who.subject}\")[:32]\n")
+    sys.stdout.write(f"A pseudonym is {DERIVATION}.\n")
