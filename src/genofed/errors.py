@@ -30,6 +30,7 @@ carry a `status` to their API's error envelope (:mod:`genofed.server.errors`).
     │   ├── PurposeError             a research purpose is not valid DUO
     │   ├── AuditWriteError          the audit record was not written: nothing may be released
     │   ├── GovernanceDatabaseError
+    │   ├── AuditQueryError          an audit filter that cannot be read
     │   └── GovernanceError          the committee workflow refuses (404 / 403 / 409)
     │       ├── ApplicationNotFoundError
     │       ├── GovernanceForbiddenError
@@ -220,6 +221,10 @@ class AuditWriteError(AccessError, RuntimeError):
 
 class GovernanceDatabaseError(AccessError, RuntimeError):
     """The governance database cannot be opened or migrated."""
+
+
+class AuditQueryError(AccessError, ValueError):
+    """An audit trail filter that cannot be read (an unknown action, a bad time, ...)."""
 
 
 class GovernanceError(AccessError):

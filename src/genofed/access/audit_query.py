@@ -23,7 +23,7 @@ from genofed.access.events import ALLOW, DENY, OPERATOR, GovernanceEvent
 from genofed.access.models import AuditRecord
 from genofed.access.policy import Action
 from genofed.access.pseudonyms import LENGTH, pseudonym
-from genofed.errors import AccessError
+from genofed.errors import AuditQueryError
 
 #: Every `action` the trail holds: what data was asked for, and governance events.
 ACTION_NAMES: tuple[str, ...] = (*(a.value for a in Action), *(e.value for e in GovernanceEvent))
@@ -31,10 +31,6 @@ ACTION_NAMES: tuple[str, ...] = (*(a.value for a in Action), *(e.value for e in 
 ROLE_SUBJECTS = (ANONYMOUS, OPERATOR)
 
 _HEX_PREFIX = re.compile(f"[0-9a-f]{{1,{LENGTH}}}")
-
-
-class AuditQueryError(AccessError, ValueError):
-    """A filter that cannot be applied as given; the message names the filter and the fix."""
 
 
 @dataclass(frozen=True)

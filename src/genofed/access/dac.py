@@ -50,28 +50,16 @@ from genofed.access.models import (
 )
 from genofed.access.pseudonyms import pseudonym
 from genofed.access.visas import VisaClaims, VisaSigner
+from genofed.errors import (
+    ApplicationNotFoundError,
+    GovernanceConflictError,
+    GovernanceError,
+    GovernanceForbiddenError,
+)
 from genofed.store.metadata import AccessTier, DatasetMetadata
 
 MAX_DURATION_DAYS = 3650
 MAX_TEXT = 20_000
-
-
-class GovernanceError(Exception):
-    """A request the committee workflow refuses; `status` is the HTTP status it maps to."""
-
-    status = 400
-
-
-class NotFoundError(GovernanceError):
-    status = 404
-
-
-class ForbiddenError(GovernanceError):
-    status = 403
-
-
-class ConflictError(GovernanceError):
-    status = 409
 
 
 class Verdict(StrEnum):
@@ -250,7 +238,7 @@ class Committee:
             try:
                 metadata = self.datasets(dataset_id)
             except KeyError:
-                raise NotFoundError(f"no dataset {dataset_id!r} on this node") from None
+                raise ApplicationNotFoundError(f"no dataset {dataset_id!r} on this node") from None
             if metadata.access_tier is not AccessTier.CONTROLLED:
                 raise GovernanceError(
                     f"dataset {dataset_id!r} is {metadata.access_tier.value}-tier: it needs no "
@@ -267,7 +255,7 @@ class Committee:
             application = self._load(session, application_id)
             if (application.applicant_issuer, application.applicant_subject) != (
                     applicant.issuer, applicant.subject):
-                raise NotFoundError(f"no application {application_id!r} of yours")
+                raise ApplicationNotFoundError(f"no application {application_id!r} of yours")
             self._transition(session, application_id, ApplicationState.RETURNED,
                              ApplicationState.SUBMITTED, now)
             self._append_event(session, application_id, "resubmitted", str(applicant), note, now)
@@ -290,7 +278,7 @@ class Committee:
     def decide(self, application_id: str, member: Identity | str, verdict: Verdict,
                note: str = "") -> ApplicationView:
         """Approve, reject or return a submitted application. Approval issues the visas.
-        ConflictError if it was already decided (by anyone, at any moment before)."""
+        GovernanceConflictError if it was already decided (by anyone, at any moment before)."""
         event = _EVENT[verdict]
         member = self._require_member(member, event, application_id=application_id)
         self._refuse_own_application(event, member, application_id)
@@ -345,7 +333,7 @@ class Committee:
         with self.db.write() as session:
             visa = session.get(Visa, jti)
             if visa is None:
-                raise NotFoundError(f"no visa {jti!r} issued by this node")
+                raise ApplicationNotFoundError(f"no visa {jti!r} issued by this node")
             # Lock the application (PostgreSQL; SQLite's write lock is already held): two
             # revocations of its visas at once must not both append event N.
             session.execute(select(Application.id).where(Application.id == visa.application_id)
@@ -354,7 +342,7 @@ class Committee:
                 Visa.jti == jti, Visa.revoked_at.is_(None)).values(
                 revoked_at=now, revoked_by=str(member))))
             if changed != 1:
-                raise ConflictError(f"visa {jti!r} is already revoked")
+                raise GovernanceConflictError(f"visa {jti!r} is already revoked")
             self._append_event(session, visa.application_id, "visa-revoked", str(member),
                                f"visa {jti} for {visa.dataset_id}" + (f": {note}" if note else ""),
                                now)
@@ -395,7 +383,7 @@ class Committee:
         with self.db.read() as session:
             visa = session.get(Visa, jti)
             if visa is None:
-                raise NotFoundError(f"no visa {jti!r} issued by this node")
+                raise ApplicationNotFoundError(f"no visa {jti!r} issued by this node")
             return _visa_view(visa)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -409,7 +397,7 @@ class Committee:
         if not self.is_member(identity):
             self._refused(event, identity, "not a member of the node's data access committee",
                           application_id=application_id, jti=jti)
-            raise ForbiddenError(f"{identity} is not a member of this node's data access "
+            raise GovernanceForbiddenError(f"{identity} is not a member of this node's data access "
                                  "committee (access.dac_members)")
         return identity
 
@@ -425,7 +413,7 @@ class Committee:
         if own:
             reason = "a committee member cannot decide their own application"
             self._refused(event, member, reason, application_id=application_id)
-            raise ForbiddenError(reason)
+            raise GovernanceForbiddenError(reason)
 
     # -- the audit trail -----------------------------------------------------------------------
     def _record(self, session: Session, records: Iterable[NewRecord]) -> None:
@@ -470,7 +458,7 @@ class Committee:
     def _load(session: Session, application_id: str) -> Application:
         application = session.get(Application, application_id)
         if application is None:
-            raise NotFoundError(f"no application {application_id!r}")
+            raise ApplicationNotFoundError(f"no application {application_id!r}")
         return application
 
     @staticmethod
@@ -483,7 +471,8 @@ class Committee:
         if changed != 1:
             current = session.scalar(select(Application.state).where(
                 Application.id == application_id).execution_options(populate_existing=True))
-            raise ConflictError(f"application {application_id} is {current}, not {expected}")
+            raise GovernanceConflictError(f"application {application_id} is {current}, not "
+                                          f"{expected}")
 
     @staticmethod
     def _append_event(session: Session, application_id: str, kind: str, actor: str, note: str,

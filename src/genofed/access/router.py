@@ -24,11 +24,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from genofed.access.dac import Committee, GovernanceError, Identity, NotFoundError, Verdict
+from genofed.access.dac import Committee, Identity, Verdict
 from genofed.access.duo import Purpose
 from genofed.access.governance import Governance
 from genofed.access.http import current_principal
-from genofed.errors import AuthenticationError, PurposeError
+from genofed.errors import (
+    ApplicationNotFoundError,
+    AuthenticationError,
+    GovernanceError,
+    PurposeError,
+)
 
 router = APIRouter(tags=["access"])
 
@@ -129,7 +134,7 @@ def show_application(application_id: str, caller: Caller,
     except GovernanceError as exc:
         return _refused(exc)
     if not committee.may_view(caller, view):  # 404, not 403: do not confirm it exists
-        return _refused(NotFoundError(f"no application {application_id!r}"))
+        return _refused(ApplicationNotFoundError(f"no application {application_id!r}"))
     return view.to_dict()
 
 

@@ -64,7 +64,8 @@ def _governance(node_dir: Path) -> Iterator[Governance]:
 
 
 def _identity(value: str, option: str) -> Identity:
-    from genofed.access.dac import GovernanceError, Identity
+    from genofed.access.dac import Identity
+    from genofed.errors import GovernanceError
 
     try:
         return Identity.parse(value)

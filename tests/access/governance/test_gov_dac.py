@@ -12,19 +12,17 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from genofed.access.dac import (
-    Committee,
-    ConflictError,
-    ForbiddenError,
-    GovernanceError,
-    Identity,
-    NotFoundError,
-    Verdict,
-)
+from genofed.access.dac import Committee, Identity, Verdict
 from genofed.access.db import GovernanceDB
 from genofed.access.duo import Outcome, Purpose
 from genofed.access.models import ApplicationEvent, Visa
 from genofed.access.visas import VisaSigner
+from genofed.errors import (
+    ApplicationNotFoundError,
+    GovernanceConflictError,
+    GovernanceError,
+    GovernanceForbiddenError,
+)
 
 if TYPE_CHECKING:
     from conftest import People
@@ -54,7 +52,7 @@ def test_apply_preassesses_each_dataset_and_records_the_submission(
 
 
 @pytest.mark.parametrize(("requested", "error", "message"), [
-    (["no-such-dataset"], NotFoundError, "no-such-dataset"),
+    (["no-such-dataset"], ApplicationNotFoundError, "no-such-dataset"),
     (["public-summary"], GovernanceError, "public-tier"),
     (["registered-cohort"], GovernanceError, "ResearcherStatus"),
     ([], GovernanceError, "at least one dataset"),
@@ -103,7 +101,7 @@ def test_approval_issues_one_signed_visa_per_dataset(committee: Committee, peopl
 
 def test_only_committee_members_decide(committee: Committee, people: People) -> None:
     application = apply(committee, people)
-    with pytest.raises(ForbiddenError, match="not a member"):
+    with pytest.raises(GovernanceForbiddenError, match="not a member"):
         committee.decide(application, people.outsider, Verdict.APPROVE)
     assert committee.application(application).state == "submitted"
 
@@ -111,14 +109,14 @@ def test_only_committee_members_decide(committee: Committee, people: People) -> 
 def test_a_member_cannot_decide_their_own_application(committee: Committee,
                                                       people: People) -> None:
     own = committee.apply(people.member, ["gru-cohort"], HMB, "my own study", 30)
-    with pytest.raises(ForbiddenError, match="own application"):
+    with pytest.raises(GovernanceForbiddenError, match="own application"):
         committee.decide(own.id, people.member, Verdict.APPROVE)
 
 
 def test_an_application_is_decided_once(committee: Committee, people: People) -> None:
     application = apply(committee, people)
     committee.decide(application, people.member, Verdict.REJECT, "out of scope")
-    with pytest.raises(ConflictError, match="rejected"):
+    with pytest.raises(GovernanceConflictError, match="rejected"):
         committee.decide(application, people.second_member, Verdict.APPROVE)
     view = committee.application(application)
     assert view.state == "rejected" and view.visas == ()
@@ -141,7 +139,7 @@ def test_returned_application_can_be_resubmitted_by_its_applicant(committee: Com
                                                                    people: People) -> None:
     application = apply(committee, people)
     committee.decide(application, people.member, Verdict.RETURN, "attach the IRB approval")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ApplicationNotFoundError):
         committee.resubmit(application, people.other_researcher, "not mine")
     committee.resubmit(application, people.researcher, "IRB approval attached")
     view = committee.decide(application, people.second_member, Verdict.APPROVE)
@@ -155,14 +153,14 @@ def test_revocation_removes_the_visa_from_the_passport(committee: Committee,
     view = committee.decide(apply(committee, people), people.member, Verdict.APPROVE)
     jti = view.visas[0].jti
     assert not committee.is_revoked(jti)
-    with pytest.raises(ForbiddenError):
+    with pytest.raises(GovernanceForbiddenError):
         committee.revoke(jti, people.outsider)
     revoked = committee.revoke(jti, people.second_member, "data misuse reported")
     assert revoked.revoked_at is not None and committee.is_revoked(jti)
     assert committee.passport_visas(people.researcher) == []
-    with pytest.raises(ConflictError, match="already revoked"):
+    with pytest.raises(GovernanceConflictError, match="already revoked"):
         committee.revoke(jti, people.member)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ApplicationNotFoundError):
         committee.revoke("no-such-jti", people.member)
     events = committee.application(view.id).events
     assert events[-1].kind == "visa-revoked" and "data misuse" in events[-1].note
@@ -203,7 +201,7 @@ def race(committee: Committee, application: str,
         try:
             committee.decide(application, member, verdict)
             result = f"decided:{verdict.value}"
-        except ConflictError:
+        except GovernanceConflictError:
             result = "conflict"
         with lock:
             outcomes.append(result)
@@ -241,5 +239,5 @@ def test_the_state_is_only_changed_by_compare_and_set(db: GovernanceDB, committe
     with db.write() as session:
         session.execute(text("UPDATE applications SET state = 'rejected' WHERE id = :id"),
                         {"id": application})
-    with pytest.raises(ConflictError):
+    with pytest.raises(GovernanceConflictError):
         committee.decide(application, people.member, Verdict.APPROVE)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from genofed.access.audit import AuditEntry, AuditLog, entries, verify
-from genofed.access.dac import Committee, ForbiddenError, Verdict
+from genofed.access.dac import Committee, Verdict
 from genofed.access.db import GovernanceDB
 from genofed.access.duo import Purpose
 from genofed.access.events import (
@@ -26,6 +26,7 @@ from genofed.access.models import Application, AuditRecord, Visa
 from genofed.access.principal import Principal
 from genofed.access.pseudonyms import pseudonym
 from genofed.access.visas import VisaSigner
+from genofed.errors import GovernanceForbiddenError
 from genofed.store.metadata import DatasetMetadata
 
 if TYPE_CHECKING:
@@ -138,14 +139,15 @@ def test_refused_committee_actions_are_recorded_as_denies(audited: Committee, db
                                 TEXT, 30)
     own = audited.apply(people.researcher, ["gru-cohort"], HMB, TEXT, 30)
     before = len(trail(db))
-    with pytest.raises(ForbiddenError):
+    with pytest.raises(GovernanceForbiddenError):
         audited.decide(application.id, people.outsider, Verdict.APPROVE)
-    with pytest.raises(ForbiddenError):  # researcher is a member here, but it is their own
+    # the researcher is a member here, but the application is their own
+    with pytest.raises(GovernanceForbiddenError):
         audited.decide(own.id, people.researcher, Verdict.APPROVE)
-    with pytest.raises(ForbiddenError):
+    with pytest.raises(GovernanceForbiddenError):
         audited.decide("<script>free text</script>", people.outsider, Verdict.REJECT)
     view = audited.decide(application.id, people.member, Verdict.APPROVE)
-    with pytest.raises(ForbiddenError):
+    with pytest.raises(GovernanceForbiddenError):
         audited.revoke(view.visas[0].jti, people.outsider)
     records = trail(db)[before:]
     denies = [r for r in records if r.decision == "deny"]

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from genofed.access.audit import AuditLog, format_at
-from genofed.access.audit_query import AuditQueryError, parse_query, parse_time, select_entries
+from genofed.access.audit_query import parse_query, parse_time, select_entries
 from genofed.access.dac import Identity
 from genofed.access.db import GovernanceDB
+from genofed.errors import AuditQueryError
 
 
 @pytest.fixture
