@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from support import Cohort
+from tests.support import Cohort
 
 
 @pytest.fixture(scope="session")

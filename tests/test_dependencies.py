@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import Cohort
+from tests.support import Cohort
 
 #: Run genofed's command line as if the simulation extra were not installed.
 WITHOUT_SIM = ("import sys\n"

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from genofed.access.identity.issuer import LocalIssuer
@@ -25,8 +25,7 @@ from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
 from genofed.sim import simulate_cohort
 from genofed.sim.cohort import CohortSummary
-
-from support import SHARED, bearer, trust_issuer
+from tests.support import SHARED, bearer, trust_issuer
 
 STANDARDS = SHARED / "standards" / "beacon-v2"  # ../shared beside the repository
 UPSTREAM = "https://raw.githubusercontent.com/ga4gh-beacon/beacon-v2/main/"
@@ -75,8 +74,8 @@ def _registry() -> Registry:
             continue
         contents = json.loads(path.read_text(encoding="utf-8"))
         uri = UPSTREAM + path.relative_to(STANDARDS).as_posix()
-        resources.append((uri, Resource(contents=contents, specification=DRAFT202012)))
-    resources.append((VRS, Resource(contents=VRS_STUB, specification=DRAFT202012)))
+        resources.append((uri, DRAFT202012.create_resource(contents)))
+    resources.append((VRS, DRAFT202012.create_resource(VRS_STUB)))
     return Registry().with_resources(resources)
 
 

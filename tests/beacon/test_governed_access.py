@@ -19,6 +19,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from genofed.access.audit import entries
 from genofed.access.governance import Governance
@@ -28,8 +29,7 @@ from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
 from genofed.server.issuer import running_issuer
 from genofed.server.loopback import LoopbackServer
-
-from support import genofed
+from tests.support import genofed
 
 DATASET = "ds-controlled"
 RECORDS = {"meta": {"apiVersion": "v2.0"}, "query": {
@@ -106,8 +106,10 @@ def _bad_tokens(d: Deployment) -> dict[str, tuple[str, int]]:
     good = issuer.passport("alice", extra_visas=[grant])
     header, claims, signature = _segments(good)
     jwk = httpx.get(issuer.jwks_url, timeout=10).json()["keys"][0]
-    public_pem = jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwk)).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_key = jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwk))
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    public_pem = public_key.public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
     now = int(time.time())
     tokens = {
         "alg none": (_encode({**header, "alg": "none"}, claims, ""), 401),

@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from genofed.server.app import create_app
-
-from support import served
+from tests.support import served
 
 
 def _wait(url: str, deadline: float = 30.0) -> None:
@@ -31,9 +30,11 @@ def _wait(url: str, deadline: float = 30.0) -> None:
     raise AssertionError(f"server did not come up at {url}")
 
 
-def _announced_url(process: subprocess.Popen[str], deadline: float = 30.0) -> str:
+def _announced_url(process: subprocess.Popen[str],
+                   deadline: float = 30.0) -> tuple[str, threading.Thread]:
     """The URL a server started with `--port 0` announces on stderr (uvicorn names the port the
-    kernel chose)."""
+    kernel chose), and the thread that goes on reading stderr so that later log lines never fill
+    the pipe."""
     assert process.stderr is not None
     end = time.monotonic() + deadline
     while time.monotonic() < end:
@@ -41,9 +42,10 @@ def _announced_url(process: subprocess.Popen[str], deadline: float = 30.0) -> st
         if not line and process.poll() is not None:
             break
         found = re.search(r"running on (http://127\.0\.0\.1:\d+)", line)
-        if found:  # keep reading, so that later log lines never fill the pipe
-            threading.Thread(target=process.stderr.read, daemon=True).start()
-            return found.group(1)
+        if found:
+            drain = threading.Thread(target=process.stderr.read, daemon=True)
+            drain.start()
+            return found.group(1), drain
     raise AssertionError("`genofed serve --port 0` announced no URL")
 
 
@@ -54,8 +56,9 @@ def cli_served(beacon_node: Any) -> Iterator[str]:
         [sys.executable, "-c", "from genofed.cli.main import main; main()", "serve",
          str(beacon_node.node_dir), "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    drain: threading.Thread | None = None
     try:
-        base = _announced_url(process)
+        base, drain = _announced_url(process)
         _wait(f"{base}/beacon/info")
         yield base
     finally:
@@ -64,6 +67,11 @@ def cli_served(beacon_node: Any) -> Iterator[str]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+        if drain is not None:
+            drain.join(timeout=10)  # EOF: the server has exited
+        assert process.stderr is not None
+        process.stderr.close()
 
 
 def test_cli_serve_answers_over_http(cli_served: str, schemas: Any) -> None:

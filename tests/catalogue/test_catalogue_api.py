@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,8 +24,7 @@ from genofed.store.metadata import (
     OntologyTerm,
     load_metadata,
 )
-
-from support import Cohort
+from tests.support import Cohort
 
 # Plain namespaces where rdflib's strict ones would warn when pytest inspects this module.
 DCAT = Namespace("http://www.w3.org/ns/dcat#")
@@ -210,7 +210,7 @@ def test_healthdcat_mandatory_properties_are_present(catalogue: Graph) -> None:
             values = list(g.objects(node, prop))
             assert len(values) <= 1, (dataset_id, prop)
             assert all(isinstance(v, Literal) and v.datatype == datatype for v in values)
-        if g.value(node, HEALTH.hasStructuredData).toPython() is True:
+        if _python(g.value(node, HEALTH.hasStructuredData)) is True:
             group = g.value(node, HEALTH.hasVariables)
             assert (group, RDF.type, CSVW.TableGroup) in g
             for table in g.objects(group, CSVW.table):
@@ -239,10 +239,10 @@ def test_healthdcat_mandatory_properties_are_present(catalogue: Graph) -> None:
 def test_counts_come_from_the_store(catalogue: Graph, cohort_size: int) -> None:
     nodes = datasets_by_id(catalogue)
     for node in nodes.values():
-        assert catalogue.value(node, HEALTH.numberOfUniqueIndividuals).toPython() == cohort_size
+        assert _python(catalogue.value(node, HEALTH.numberOfUniqueIndividuals)) == cohort_size
     # Ages are published only to the decade, and not at all without Phenopackets.
-    low = catalogue.value(nodes["cat-public"], HEALTH.minTypicalAge).toPython()
-    high = catalogue.value(nodes["cat-public"], HEALTH.maxTypicalAge).toPython()
+    low = _python(catalogue.value(nodes["cat-public"], HEALTH.minTypicalAge))
+    high = _python(catalogue.value(nodes["cat-public"], HEALTH.maxTypicalAge))
     assert low % 10 == 0 and high % 10 == 0 and low < high
     assert catalogue.value(nodes[BARE], HEALTH.minTypicalAge) is None
 
@@ -314,3 +314,9 @@ def test_configured_public_url_names_the_records(node: Path) -> None:
     (catalog,) = graph.subjects(RDF.type, DCAT.Catalog)
     assert catalog == URIRef("https://genomes.example.fi/node/catalogue")
     assert list(graph.objects(catalog, DCAT.dataset)) == []  # a new node catalogues nothing yet
+
+
+def _python(value: Any) -> Any:
+    """An RDF literal's Python value (the graph gave one, or the test fails here)."""
+    assert isinstance(value, Literal), value
+    return value.toPython()

@@ -12,8 +12,7 @@ import pytest
 
 from genofed.access.audit import AuditEntry
 from genofed.access.principal import Principal
-
-from support import genofed
+from tests.support import genofed
 
 IDENTITY = "https://login.example.org|researcher-1"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Cohort, genofed
+from tests.support import Cohort, genofed
 
 COMMANDS = [[], ["node"], ["node", "init"], ["node", "info"], ["sim"], ["sim", "cohort"],
             ["ingest"], ["sites"], ["demo"], ["serve"], ["issuer"], ["issuer", "init"],

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_cases import KERNEL_LAYOUT, SITES_ONLY, WITH_CHR, WITHOUT_CHR, write_variants
-from support import HTSGET_DATA, Cohort, bcftools, genofed
+from tests.edge_cases import KERNEL_LAYOUT, SITES_ONLY, WITH_CHR, WITHOUT_CHR, write_variants
+from tests.support import HTSGET_DATA, Cohort, bcftools, genofed
 
 pytestmark = pytest.mark.external
 
@@ -31,7 +31,9 @@ def bcftools_counts(path: Path, samples: list[str] | None = None) -> list[str]:
 
 
 def genofed_counts(node: Path, dataset: str, region: str | None = None) -> list[str]:
-    args = ["sites", node, "--dataset", dataset] + (["--region", region] if region else [])
+    args: list[str | Path] = ["sites", node, "--dataset", dataset]
+    if region:
+        args += ["--region", region]
     result = genofed(*args, check=True)
     lines = result.stdout.splitlines()
     assert lines[0] == "CHROM\tPOS\tREF\tALT\tAC\tAN"

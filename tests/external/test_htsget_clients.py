@@ -7,11 +7,9 @@ The node, its login issuer and the callers' passports come from tests/files/conf
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -21,15 +19,8 @@ import pytest
 
 import htsget
 from genofed.formats.crypt4gh import KeyPair, decrypt_stream, encode_public_key
-
-from support import HTSGET_DATA, REPO, require_tool, served
-
-_spec = importlib.util.spec_from_file_location("files_fixtures",
-                                               REPO / "tests" / "files" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-files_fixtures = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = files_fixtures
-_spec.loader.exec_module(files_fixtures)
+from tests.files import conftest as files_fixtures
+from tests.support import HTSGET_DATA, require_tool, served
 
 pytestmark = pytest.mark.external
 BAM = HTSGET_DATA / "bam" / "htsnexus_test_NA12878.bam"

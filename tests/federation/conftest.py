@@ -8,12 +8,10 @@ misbehave (slow, 500, invalid JSON, schema-invalid body, dropped connection)."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -41,8 +39,8 @@ from genofed.server.app import create_app
 from genofed.server.hub import create_hub_app
 from genofed.server.loopback import LoopbackServer
 from genofed.sim import simulate_cohort
-
-from support import REPO, bearer, refused_port, require_tool, served, trust_issuer
+from tests.beacon.conftest import SchemaValidator
+from tests.support import bearer, refused_port, require_tool, served, trust_issuer
 
 FLOOR = 5
 #: node id -> (country, samples taken from the pooled cohort, dataset id, access tier)
@@ -54,20 +52,9 @@ NODES = {
 PUBLIC_DATASET = "fi-public"  # a second, public-tier dataset on fi-a
 
 
-def _load_beacon_conftest() -> Any:
-    """tests/beacon/conftest.py, for its validator of the vendored Beacon v2 schemas."""
-    spec = importlib.util.spec_from_file_location("beacon_schema_support",
-                                                  REPO / "tests" / "beacon" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def schemas() -> Any:
-    return _load_beacon_conftest().SchemaValidator()
+    return SchemaValidator()
 
 
 
@@ -207,6 +194,7 @@ class BrokenNode:
         self._socket.bind(("127.0.0.1", 0))
         self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
+        self._writers: list[asyncio.StreamWriter] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -221,6 +209,8 @@ class BrokenNode:
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
             self._thread.join(timeout=5)
+        if not self._loop.is_closed():  # "down": the loop never ran
+            self._loop.close()
         self._socket.close()
 
     def _run(self) -> None:
@@ -237,6 +227,9 @@ class BrokenNode:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        # the handlers closed their writers: let the transports release their sockets before
+        # the loop (and with it their pending callbacks) goes
+        await asyncio.gather(*(w.wait_closed() for w in self._writers), return_exceptions=True)
         asyncio.get_running_loop().stop()
 
     @classmethod
@@ -252,6 +245,7 @@ class BrokenNode:
                 cls._held -= 1
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")

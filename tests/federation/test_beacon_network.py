@@ -18,8 +18,7 @@ import pytest
 from genofed.access.audit import entries
 from genofed.access.governance import Governance
 from genofed.store import NodeStore
-
-from conftest import FLOOR, NODES, PUBLIC_DATASET, Federation
+from tests.federation.conftest import FLOOR, NODES, PUBLIC_DATASET, Federation
 
 COHORTS = [dataset for _c, _n, dataset, _t in NODES.values()]
 FEMALE = "NCIT:C16576"

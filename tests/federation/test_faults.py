@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from genofed.federation.transport import ConnectionPool, Origin
-
-from conftest import NODES, BrokenNode, Federation, member_with_fresh_keys
+from tests.federation.conftest import NODES, BrokenNode, Federation, member_with_fresh_keys
 
 TIMEOUT = 1.5
 COHORTS = [dataset for _c, _n, dataset, _t in NODES.values()]
@@ -118,7 +117,7 @@ def test_connections_a_member_closes_are_replaced_and_chunked_answers_read_whole
             reply = await pool.request(origin, "GET", "/beacon/info",
                                        [("host", origin.authority)])
             bodies.append(reply.body)
-        pool.close()
+        await pool.close()
         server.close()
         return bodies
 

@@ -22,6 +22,7 @@ from http_message_signatures.algorithms import ECDSA_P256_SHA256
 from genofed.access.identity.issuer import LocalIssuer
 from genofed.beacon.access import QueryBudget
 from genofed.config.node import init_node
+from genofed.errors import PeerRefused
 from genofed.federation.network import (
     LiveNetwork,
     Member,
@@ -32,12 +33,11 @@ from genofed.federation.network import (
     member_from,
     remove_member,
 )
-from genofed.federation.signatures import PeerRefused, PeerSigner, PeerVerifier
+from genofed.federation.signatures import PeerSigner, PeerVerifier
 from genofed.server.app import create_app
 from genofed.server.loopback import LoopbackServer
-
-from conftest import Federation
-from support import bearer, trust_issuer
+from tests.federation.conftest import Federation
+from tests.support import bearer, trust_issuer
 
 R = "framework/json/responses/"
 BUDGET = 40

@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from genofed.errors import TransportError
 from genofed.federation import transport
-from genofed.federation.transport import ConnectionPool, Origin, Reply, TransportError
+from genofed.federation.transport import ConnectionPool, Origin, Reply
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -20,13 +21,14 @@ def exchange(answer: bytes, *, close: bool = True,
     requests: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        requests.append(await reader.readuntil(b"\r\n\r\n"))
-        writer.write(answer)
-        await writer.drain()
-        if close:
+        try:
+            requests.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(answer)
+            await writer.drain()
+            if not close:
+                await asyncio.sleep(5)  # cancelled when the scenario ends
+        finally:
             writer.close()
-        else:
-            await asyncio.sleep(5)
 
     async def scenario() -> Reply:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -36,7 +38,7 @@ def exchange(answer: bytes, *, close: bool = True,
             return await asyncio.wait_for(pool.request(
                 origin, "GET", "/beacon/info", headers or [("host", origin.authority)]), 3)
         finally:
-            pool.close()
+            await pool.close()
             server.close()
 
     return asyncio.run(scenario())
@@ -102,13 +104,16 @@ def test_keep_alive_connections_are_reused() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal accepted
         accepted += 1
-        while True:
-            try:
-                await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            await writer.drain()
+        try:
+            while True:
+                try:
+                    await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        finally:
+            writer.close()
 
     async def scenario() -> list[bytes]:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -116,7 +121,7 @@ def test_keep_alive_connections_are_reused() -> None:
         pool = ConnectionPool()
         bodies = [(await pool.request(origin, "GET", "/", [("host", origin.authority)])).body
                   for _ in range(5)]
-        pool.close()
+        await pool.close()
         server.close()
         return bodies
 

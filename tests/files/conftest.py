@@ -43,9 +43,8 @@ from genofed.server.issuer import running_issuer
 from genofed.sim import simulate_cohort
 from genofed.store.archive import add_file, set_plain_delivery
 from genofed.store.metadata import DatasetMetadata
-
-from edge_cases import WITHOUT_CHR, write_variants
-from support import HTSGET_DATA
+from tests.edge_cases import WITHOUT_CHR, write_variants
+from tests.support import HTSGET_DATA
 
 C4GH = HTSGET_DATA / "c4gh"
 FAR_FUTURE = 4_102_444_800  # 2100-01-01

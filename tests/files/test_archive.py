@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from genofed.config.node import NodePaths, init_node, load_config
+from genofed.errors import ArchiveError
 from genofed.formats.bgzf_layout import check_layout, inflated_blocks
 from genofed.formats.crypt4gh import (
     CIPHER_SEGMENT_SIZE,
@@ -24,18 +25,11 @@ from genofed.formats.hts import FileFormat
 from genofed.ingest import ingest_dataset
 from genofed.ingest.sources import VcfSource
 from genofed.store import layout
-from genofed.store.archive import (
-    ArchiveError,
-    add_file,
-    list_files,
-    node_keys,
-    set_plain_delivery,
-)
+from genofed.store.archive import add_file, list_files, node_keys, set_plain_delivery
 from genofed.store.originals import FILES_DIR, ROLE_VARIANTS, read_catalogue
-
-from conftest import C4GH, HtsgetNode, synthetic_vcf
-from edge_cases import WITH_CHR, WITHOUT_CHR, write_variants
-from support import HTSGET_DATA, genofed
+from tests.edge_cases import WITH_CHR, WITHOUT_CHR, write_variants
+from tests.files.conftest import C4GH, HtsgetNode, synthetic_vcf
+from tests.support import HTSGET_DATA, genofed
 
 BAM = HTSGET_DATA / "bam" / "htsnexus_test_NA12878.bam"
 
@@ -79,8 +73,9 @@ def _plaintext_markers(node: HtsgetNode) -> tuple[list[bytes], list[bytes]]:
     return [m.encode() for m in headers], [m.encode() for m in body]
 
 
-def _grep(root: Path, needles: list[bytes], *, skip: set[str] = frozenset()) -> list[str]:
-    hits = []
+def _grep(root: Path, needles: list[bytes], *,
+          skip: frozenset[str] = frozenset()) -> list[str]:
+    hits: list[str] = []
     for directory, _dirs, files in os.walk(root):
         for name in files:
             path = Path(directory) / name

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from genofed.errors import Crypt4ghError
 from genofed.formats.crypt4gh import (
     CIPHER_SEGMENT_SIZE,
-    Crypt4ghError,
     EncryptedFile,
     KeyPair,
     apply_edit_list,
@@ -27,9 +27,8 @@ from genofed.formats.crypt4gh import (
 )
 from genofed.store import layout
 from genofed.store.originals import FILES_DIR, read_catalogue
-
-from conftest import C4GH, HtsgetNode
-from support import HTSGET_DATA
+from tests.files.conftest import C4GH, HtsgetNode
+from tests.support import HTSGET_DATA
 
 CRYPT4GH_CLI = Path(sys.executable).with_name("crypt4gh")
 

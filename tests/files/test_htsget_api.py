@@ -17,9 +17,8 @@ from fastapi.testclient import TestClient
 
 from genofed.access.policy import Action
 from genofed.formats.crypt4gh import KeyPair, decrypt_stream, encode_public_key
-
-from conftest import HtsgetNode, bearer
-from support import HTSGET_DATA
+from tests.files.conftest import HtsgetNode, bearer
+from tests.support import HTSGET_DATA
 
 CRYPT4GH_CLI = Path(sys.executable).with_name("crypt4gh")
 BAM = HTSGET_DATA / "bam" / "htsnexus_test_NA12878.bam"

@@ -13,9 +13,8 @@ import pytest
 from genofed.files.search import InlinePiece, Region, SlicePlan, plan_slice
 from genofed.store import layout
 from genofed.store.originals import ArchivedFile, open_archived, read_catalogue
-
-from conftest import HtsgetNode
-from support import HTSGET_DATA
+from tests.files.conftest import HtsgetNode
+from tests.support import HTSGET_DATA
 
 BAM = HTSGET_DATA / "bam" / "htsnexus_test_NA12878.bam"
 CRAM = HTSGET_DATA / "cram" / "htsnexus_test_NA12878.cram"

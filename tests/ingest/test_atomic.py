@@ -13,8 +13,7 @@ import pyarrow as pa
 import pytest
 
 from genofed.store import NodeStore
-
-from support import Cohort, genofed
+from tests.support import Cohort, genofed
 
 
 def read_everything(node: Path, dataset: str) -> tuple[str, pa.Table, pa.Table, bytes]:

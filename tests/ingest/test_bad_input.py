@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Cohort, genofed
+from tests.support import Cohort, genofed
 
 
 def snapshot(node: Path) -> dict[str, str]:

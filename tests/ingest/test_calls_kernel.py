@@ -145,11 +145,11 @@ def test_a_too_small_output_is_declined() -> None:
 def test_bad_arguments_raise() -> None:
     genotypes = np.empty((2, 3, PLOIDY), dtype=np.int8)
     with pytest.raises(TypeError, match="writable"):
-        _calls.scan_gt_lines([b""], 3, genotypes, b"read-only")
+        _calls.scan_gt_lines([b""], 3, genotypes, b"read-only")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="positive"):
         _calls.scan_gt_lines([b""], 0, genotypes, np.empty((2, 3), bool))
     with pytest.raises(TypeError):
-        _calls.scan_gt_lines([1], 3, genotypes, np.empty((2, 3), bool))
+        _calls.scan_gt_lines([1], 3, genotypes, np.empty((2, 3), bool))  # type: ignore[list-item]
 
 
 def test_fast_and_general_parsers_agree() -> None:

@@ -15,8 +15,7 @@ from genofed.ingest.counting import sample_classes
 from genofed.ingest.sources import VcfSource
 from genofed.ingest.work import WorkerContext, WorkManager
 from genofed.store.genotypes import ChunkWriter
-
-from support import Cohort
+from tests.support import Cohort
 
 
 def _context(tmp_path: Path, cohort: Cohort) -> WorkerContext:

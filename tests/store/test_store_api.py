@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from genofed.ontology.hpo import hpo
-from genofed.store import NodeStore, UnknownDatasetError
-
-from support import Cohort, bcftools
+from genofed.store import Dataset, NodeStore, UnknownDatasetError
+from tests.support import Cohort, bcftools
 
 
 @pytest.fixture(scope="module")
-def ds(ingested: Path, cohort: Cohort):  # type: ignore[no-untyped-def]
+def ds(ingested: Path, cohort: Cohort) -> Dataset:
     return NodeStore.open(ingested).dataset(cohort.dataset_id)
 
 
-def test_point_and_range_lookups_match_bcftools(ds, cohort: Cohort) -> None:  # type: ignore[no-untyped-def]
+def test_point_and_range_lookups_match_bcftools(ds: Dataset, cohort: Cohort) -> None:
     positions = ds.sites.column("pos").to_pylist()
     for pos in positions[::97]:
         expected = bcftools("view", "-H", "-r", f"20:{pos}-{pos}", cohort.vcf)
@@ -37,8 +37,7 @@ def test_point_and_range_lookups_match_bcftools(ds, cohort: Cohort) -> None:  # 
 
 def test_range_lookup_uses_overlap_semantics(node: Path, tmp_path: Path) -> None:
     from genofed.ingest import ingest_dataset
-
-    from edge_cases import WITH_CHR, write_variants
+    from tests.edge_cases import WITH_CHR, write_variants
 
     files = write_variants(tmp_path, "edge", WITH_CHR)
     ingest_dataset(node, "edge", files["vcf.gz"])
@@ -49,7 +48,7 @@ def test_range_lookup_uses_overlap_semantics(node: Path, tmp_path: Path) -> None
     assert edge.sites_at("M", 73).num_rows == 1 and edge.sites_at("chrMT", 73).num_rows == 1
 
 
-def test_point_lookups_match_a_scan(ds) -> None:  # type: ignore[no-untyped-def]
+def test_point_lookups_match_a_scan(ds: Dataset) -> None:
     """Point lookups (binary searches in the site index; their latency is measured by
     benchmarks/ingest.py) return exactly the rows a scan finds."""
     positions = ds.sites.column("pos").to_pylist()
@@ -58,7 +57,7 @@ def test_point_lookups_match_a_scan(ds) -> None:  # type: ignore[no-untyped-def]
         assert found.column("pos").to_pylist() == [p for p in positions if p == pos]
 
 
-def test_genotype_block_matches_bcftools(ds, cohort: Cohort) -> None:  # type: ignore[no-untyped-def]
+def test_genotype_block_matches_bcftools(ds: Dataset, cohort: Cohort) -> None:
     samples = ds.samples[5:12]
     block = ds.genotype_block(slice(20, 30), samples=samples)
     assert block.calls.shape == (10, 7, 2) and block.sample_ids == samples
@@ -75,7 +74,7 @@ def test_genotype_block_matches_bcftools(ds, cohort: Cohort) -> None:  # type: i
         ds.genotype_block(slice(0, 1), samples=["nobody"])
 
 
-def test_few_row_reads_equal_zarr_python(ds) -> None:  # type: ignore[no-untyped-def]
+def test_few_row_reads_equal_zarr_python(ds: Dataset) -> None:
     """Small blocks are read straight from the compressed chunks (blosc_getitem); they must equal
     what zarr-python decodes, at chunk edges and for the last records too."""
     n = ds.manifest.n_records
@@ -88,10 +87,10 @@ def test_few_row_reads_equal_zarr_python(ds) -> None:  # type: ignore[no-untyped
     assert np.array_equal(block.phased, phased) and phased.any()
 
 
-def test_genotypes_are_vcf_zarr(ds) -> None:  # type: ignore[no-untyped-def]
+def test_genotypes_are_vcf_zarr(ds: Dataset) -> None:
     import zarr
 
-    group = zarr.open_group(str(ds.path / "genotypes.zarr"), mode="r")
+    group: Any = zarr.open_group(str(ds.path / "genotypes.zarr"), mode="r")
     assert group.attrs["vcf_zarr_version"] == "0.4"
     n, m = ds.manifest.n_records, ds.manifest.n_samples
     assert group["call_genotype"].shape == (n, m, 2)
@@ -104,13 +103,13 @@ def test_genotypes_are_vcf_zarr(ds) -> None:  # type: ignore[no-untyped-def]
     assert group["call_genotype"].attrs["_ARRAY_DIMENSIONS"] == ["variants", "samples", "ploidy"]
 
 
-def test_select_individuals(ds, cohort: Cohort) -> None:  # type: ignore[no-untyped-def]
+def test_select_individuals(ds: Dataset, cohort: Cohort) -> None:
     packets = [json.loads(p.read_text()) for p in sorted(cohort.phenopackets.glob("*.json"))]
 
-    def truth(predicate) -> list[str]:  # type: ignore[no-untyped-def]
+    def truth(predicate) -> list[str]:
         return sorted(p["subject"]["id"] for p in packets if predicate(p))
 
-    def terms(p: dict) -> set[str]:  # type: ignore[type-arg]
+    def terms(p: dict[str, Any]) -> set[str]:
         return {f["type"]["id"] for f in p.get("phenotypicFeatures", []) if not f.get("excluded")}
 
     seizure_family = hpo().descendants("HP:0001250")
@@ -122,14 +121,14 @@ def test_select_individuals(ds, cohort: Cohort) -> None:  # type: ignore[no-unty
     assert ds.select_individuals(hpo="HP:0001250")  # the planted binary trait has cases
     assert sorted(ds.select_individuals(sex="female")) == truth(
         lambda p: p["subject"]["sex"] == "FEMALE")
-    def age(p: dict) -> int:  # type: ignore[type-arg]
+    def age(p: dict[str, Any]) -> int:
         return int(p["subject"]["timeAtLastEncounter"]["age"]["iso8601duration"][1:-1])
 
     assert sorted(ds.select_individuals(sex="male", min_age=40, max_age=60)) == truth(
         lambda p: p["subject"]["sex"] == "MALE" and 40 <= age(p) <= 60)
 
 
-def test_allele_frequencies_by_population(ds) -> None:  # type: ignore[no-untyped-def]
+def test_allele_frequencies_by_population(ds: Dataset) -> None:
     sites = ds.sites
     assert "pop_CEU" in ds.manifest.groups
     assert sites.column("ac_pop_CEU").to_pylist() == sites.column("ac").to_pylist()
@@ -143,7 +142,7 @@ def test_unknown_dataset_names_known_ones(ingested: Path, cohort: Cohort) -> Non
         NodeStore.open(ingested).dataset("nope")
 
 
-def test_sql(ds) -> None:  # type: ignore[no-untyped-def]
+def test_sql(ds: Dataset) -> None:
     result = ds.sql("SELECT count(*) AS n FROM sites WHERE af > 0.5")
     assert result.column("n")[0].as_py() == sum(1 for af in ds.sites.column("af").to_pylist()
                                                 if af > 0.5)

@@ -23,7 +23,6 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -31,6 +30,14 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Result, func, select, update
 from sqlalchemy.orm import Session
 
+from genofed.access.applications import (
+    ApplicationView,
+    DatasetRequest,
+    EventView,
+    Identity,
+    VisaView,
+    visa_view,
+)
 from genofed.access.audit import AuditLog, NewRecord
 from genofed.access.db import GovernanceDB
 from genofed.access.duo import DuoMatcher, Outcome, Purpose
@@ -58,6 +65,9 @@ from genofed.errors import (
 )
 from genofed.store.metadata import AccessTier, DatasetMetadata
 
+__all__ = ["ApplicationView", "Committee", "DatasetLookup", "Identity", "MemberList", "Verdict",
+           "VisaView"]
+
 MAX_DURATION_DAYS = 3650
 MAX_TEXT = 20_000
 
@@ -74,98 +84,6 @@ _STATE_AFTER = {Verdict.APPROVE: ApplicationState.APPROVED,
 _EVENT = {Verdict.APPROVE: GovernanceEvent.APPLICATION_APPROVE,
           Verdict.REJECT: GovernanceEvent.APPLICATION_REJECT,
           Verdict.RETURN: GovernanceEvent.APPLICATION_RETURN}
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A researcher or DAC member: the token issuer and subject."""
-
-    issuer: str
-    subject: str
-
-    @classmethod
-    def parse(cls, value: str) -> Identity:
-        """'ISSUER|SUBJECT' (split at the first '|': subjects may contain one, URLs do not)."""
-        issuer, sep, subject = value.partition("|")
-        if not sep or not issuer.strip() or not subject.strip():
-            raise GovernanceError(f"{value!r} is not an identity of the form ISSUER|SUBJECT, "
-                                  "e.g. 'https://login.example.org|researcher-42'")
-        return cls(issuer.strip(), subject.strip())
-
-    def __str__(self) -> str:
-        return f"{self.issuer}|{self.subject}"
-
-    @property
-    def pseudonym(self) -> str:
-        """How the audit trail names this person (see :mod:`genofed.access.pseudonyms`)."""
-        return pseudonym(self.issuer, self.subject)
-
-
-@dataclass(frozen=True)
-class DatasetRequest:
-    dataset_id: str
-    assessment: Outcome
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class EventView:
-    seq: int
-    kind: str
-    actor: str
-    note: str
-    at: datetime
-
-
-@dataclass(frozen=True)
-class VisaView:
-    jti: str
-    application_id: str
-    dataset_id: str
-    subject: Identity
-    issued_at: int
-    expires_at: int
-    revoked_at: datetime | None
-    token: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"jti": self.jti, "applicationId": self.application_id,
-                "datasetId": self.dataset_id, "issuedAt": self.issued_at,
-                "expiresAt": self.expires_at,
-                "revokedAt": self.revoked_at.isoformat() if self.revoked_at else None,
-                "visa": self.token}
-
-
-@dataclass(frozen=True)
-class ApplicationView:
-    id: str
-    applicant: Identity
-    purpose: Purpose
-    text: str
-    duration_days: int
-    state: str
-    created_at: datetime
-    updated_at: datetime
-    datasets: tuple[DatasetRequest, ...]
-    events: tuple[EventView, ...]
-    visas: tuple[VisaView, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "applicant": str(self.applicant),
-            "state": self.state,
-            "purpose": {"terms": list(self.purpose.terms), "diseases": list(self.purpose.diseases),
-                        "commercial": self.purpose.commercial, "text": self.text},
-            "durationDays": self.duration_days,
-            "createdAt": self.created_at.isoformat(),
-            "updatedAt": self.updated_at.isoformat(),
-            "datasets": [{"datasetId": d.dataset_id, "assessment": d.assessment.value,
-                          "reasons": list(d.reasons)} for d in self.datasets],
-            "events": [{"seq": e.seq, "kind": e.kind, "actor": e.actor, "note": e.note,
-                        "at": e.at.isoformat()} for e in self.events],
-            "visas": [v.to_dict() for v in self.visas],
-        }
 
 
 DatasetLookup = Callable[[str], DatasetMetadata]
@@ -384,7 +302,7 @@ class Committee:
             visa = session.get(Visa, jti)
             if visa is None:
                 raise ApplicationNotFoundError(f"no visa {jti!r} issued by this node")
-            return _visa_view(visa)
+            return visa_view(visa)
 
     # -- helpers -------------------------------------------------------------------------------
     def _now(self) -> datetime:
@@ -503,7 +421,7 @@ class Committee:
             datasets=tuple(DatasetRequest(d.dataset_id, Outcome(d.assessment), tuple(d.reasons))
                            for d in datasets),
             events=tuple(EventView(e.seq, e.kind, e.actor, e.note, e.at) for e in events),
-            visas=tuple(_visa_view(v) for v in visas))
+            visas=tuple(visa_view(v) for v in visas))
 
 
 def _decision_reason(event: GovernanceEvent, assessment: str) -> str:
@@ -529,9 +447,3 @@ def _visa_record(event: GovernanceEvent, member: Identity, visa: Visa,
 def _rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE changed (its result is a CursorResult on every backend)."""
     return int(cast(CursorResult[Any], result).rowcount)
-
-
-def _visa_view(visa: Visa) -> VisaView:
-    return VisaView(jti=visa.jti, application_id=visa.application_id, dataset_id=visa.dataset_id,
-                    subject=Identity(visa.subject_issuer, visa.subject), issued_at=visa.issued_at,
-                    expires_at=visa.expires_at, revoked_at=visa.revoked_at, token=visa.token)

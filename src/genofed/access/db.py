@@ -62,7 +62,11 @@ class GovernanceDB:
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         if migrate:
-            upgrade_to_head(self)
+            try:
+                upgrade_to_head(self)
+            except BaseException:
+                self.engine.dispose()  # a refused database keeps no connection open
+                raise
 
     @classmethod
     def for_node(cls, root: Path, config: NodeConfig | None = None) -> GovernanceDB:

@@ -120,7 +120,7 @@ class FanOut:
 
     async def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
+            await self._pool.close()
             self._pool = None
 
     @property

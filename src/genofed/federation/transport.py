@@ -238,8 +238,12 @@ class ConnectionPool:
             connection.close()
         return reply
 
-    def close(self) -> None:
-        for idle in self._idle.values():
-            for connection in idle:
-                connection.close()
+    async def close(self) -> None:
+        """Close the idle connections and wait until their sockets are closed (a loop that stops
+        right after would otherwise leave them to the garbage collector)."""
+        connections = [c for idle in self._idle.values() for c in idle]
         self._idle.clear()
+        for connection in connections:
+            connection.close()
+        await asyncio.gather(*(c.writer.wait_closed() for c in connections),
+                             return_exceptions=True)

@@ -40,6 +40,10 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.governance.close()  # writes audit records still queued
+        access = getattr(app.state, "access", None)
+        close = getattr(access.authenticator, "close", None) if access is not None else None
+        if close is not None:  # connections to the login issuers
+            close()
 
     app = FastAPI(title=f"genofed node {store.config.node_id}", version=__version__,
                   lifespan=lifespan,

@@ -100,9 +100,6 @@ def _build_index(stored: Path, keys: KeyPair, file_format: FileFormat, kind: str
         command = ["samtools", "index", *(["-c"] if kind == "csi" else []), "-o", "/dev/stdout",
                    "-"]
     encrypted = EncryptedFile(stored, keys.secret)
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    assert process.stdin is not None and process.stdout is not None
     failure: list[BaseException] = []
 
     def feed(stdin: BinaryIO) -> None:
@@ -116,17 +113,20 @@ def _build_index(stored: Path, keys: KeyPair, file_format: FileFormat, kind: str
         finally:
             stdin.close()
 
-    writer = threading.Thread(target=feed, args=(process.stdin,), daemon=True)
-    writer.start()
-    output = process.stdout.read()
-    stderr = process.stderr.read() if process.stderr else b""
-    writer.join()
-    if process.wait() != 0 or failure or not output:
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as process:  # closes the pipes, waits
+        assert process.stdin is not None and process.stdout is not None
+        writer = threading.Thread(target=feed, args=(process.stdin,), daemon=True)
+        writer.start()
+        output = process.stdout.read()
+        stderr = process.stderr.read() if process.stderr else b""
+        writer.join()
+        status = process.wait()
+    if status != 0 or failure or not output:
         message = stderr.decode(errors="replace").strip().splitlines()
         raise ArchiveError(f"{' '.join(command[:2])} -{kind} failed: "
                            f"{message[-1] if message else failure or 'no output'}")
     return output
-
 
 
 def tail(exc: Exception) -> str:

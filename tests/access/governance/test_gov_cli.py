@@ -13,8 +13,7 @@ from genofed.access.audit import entries
 from genofed.access.governance import Governance
 from genofed.access.policy import Action
 from genofed.access.principal import Principal
-
-from support import HTSGET_DATA, genofed
+from tests.support import HTSGET_DATA, genofed
 
 VCF = HTSGET_DATA / "vcf" / "spec-v4.3.vcf.gz"
 MEMBER = "https://login.example.org|dac-alice"

@@ -10,10 +10,10 @@ from importlib import resources
 
 import pytest
 
-from genofed.access.duo import DuoMatcher, Outcome, Purpose, PurposeError, duo_table
+from genofed.access.duo import DuoMatcher, Outcome, Purpose, duo_table
+from genofed.errors import PurposeError
 from genofed.store.metadata import DataUseConditions
-
-from support import SHARED
+from tests.support import SHARED
 
 DUO_DIR = SHARED / "standards" / "duo"
 NS = {"owl": "http://www.w3.org/2002/07/owl#",

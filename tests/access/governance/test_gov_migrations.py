@@ -15,7 +15,6 @@ from sqlalchemy import text
 
 from genofed.access.db import (
     SCHEMA_REVISION,
-    GovernanceDatabaseError,
     GovernanceDB,
     current_revision,
     database_url,
@@ -23,6 +22,7 @@ from genofed.access.db import (
 )
 from genofed.access.models import Base
 from genofed.config.node import load_config
+from genofed.errors import GovernanceDatabaseError
 
 if TYPE_CHECKING:
     from conftest import PostgresServer

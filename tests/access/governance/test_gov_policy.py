@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import text
 
-from genofed.access.audit import AuditLog, AuditWriteError, entries, verify
+from genofed.access.audit import AuditLog, entries, verify
 from genofed.access.dac import Committee, Verdict
 from genofed.access.db import GovernanceDB
 from genofed.access.duo import Purpose
 from genofed.access.enforcement import GovernancePolicy
 from genofed.access.policy import Action
 from genofed.access.principal import Grant, Principal
+from genofed.errors import AuditWriteError
 from genofed.store.metadata import DatasetMetadata
 
 if TYPE_CHECKING:

@@ -25,8 +25,7 @@ from genofed.access.router import router
 from genofed.config.node import init_node, load_config, save_config
 from genofed.errors import AuthenticationError
 from genofed.store.metadata import DatasetMetadata
-
-from support import genofed
+from tests.support import genofed
 
 LOGIN = "https://login.example.org"
 RESEARCHER = Identity(LOGIN, "researcher-1")
@@ -110,8 +109,8 @@ def story(records: list[dict[str, Any]]) -> list[tuple[str, str, str, str | None
 def test_governance_journey_is_read_back_from_the_trail(governed_node: Path,
                                                         database_url: str) -> None:
     node = governed_node
-    for member in (MEMBER, SECOND):
-        genofed("access", "dac", "add", node, str(member), check=True)
+    for identity in (MEMBER, SECOND):
+        genofed("access", "dac", "add", node, str(identity), check=True)
 
     with access_api(node) as (client, governance):
         body = {"datasets": ["gru-cohort", "hmb-cohort"], "durationDays": 30,

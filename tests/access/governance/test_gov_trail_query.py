@@ -23,8 +23,10 @@ def varied(audit: AuditLog, db: GovernanceDB) -> Iterator[dict[str, str]]:
     """Records of three subjects (two sharing a first hex digit), two datasets, data and
     governance actions; yields the subjects and a time between the 3rd and 4th record."""
     subjects = {"a": "a1" + "0" * 30, "b": "a2" + "0" * 30, "c": "c3" + "0" * 30}
-    rows = [("a", "ds-1", "beacon.count", "allow"), ("a", "ds-2", "beacon.record", "deny"),
-            ("b", "ds-1", "application.submit", "allow")]
+    Row = tuple[str, str | None, str, str]
+    rows: list[Row] = [("a", "ds-1", "beacon.count", "allow"),
+                       ("a", "ds-2", "beacon.record", "deny"),
+                       ("b", "ds-1", "application.submit", "allow")]
     later = [("b", "ds-1", "application.approve", "allow"), ("c", None, "dac.add", "allow"),
              ("c", "ds-2", "visa.revoke", "deny")]
     for who, dataset, action, decision in rows:

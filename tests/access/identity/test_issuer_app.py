@@ -15,14 +15,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from genofed.access.identity.issuer import (
-    ACCESS_TOKEN_TYPE,
-    TOKEN_EXCHANGE_GRANT,
-    IssuerConfigError,
-    LocalIssuer,
-)
-from genofed.access.identity.oidc import TokenRejected
+from genofed.access.identity.issuer import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, LocalIssuer
 from genofed.access.identity.passport import REGISTERED_ACCESS
+from genofed.errors import IssuerConfigError, TokenRejected
 from genofed.server.issuer import create_issuer_app
 
 pytestmark = pytest.mark.anyio

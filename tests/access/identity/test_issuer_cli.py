@@ -101,3 +101,5 @@ def test_serve_answers_oidc_over_http(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+        assert server.stderr is not None
+        server.stderr.close()

@@ -122,7 +122,7 @@ def test_malformed_visas_are_ignored_with_reasons(
         issuer: LocalIssuer, passport_of: PassportOf) -> None:
     no_by = issuer.visa("alice", CAG, "ds-a")  # ControlledAccessGrants must say `by`
     access_token_as_visa = issuer.access_token("alice")  # no jku: not a visa document token
-    principal = passport_of(no_by, access_token_as_visa, 42)  # type: ignore[arg-type]
+    principal = passport_of(no_by, access_token_as_visa, 42)
     assert granted(principal) == set()
     assert "ControlledAccessGrants visa has no 'by'" in reasons(principal)
     assert "no 'jku'" in reasons(principal) and "not a JWT string" in reasons(principal)
@@ -277,7 +277,7 @@ def test_the_earliest_expiry_wins(issuer: LocalIssuer, passport_of: PassportOf) 
     ([[{"type": "ResearcherStatus", "value": "Const:x"}]], "unknown condition prefix"),
 ])
 def test_malformed_conditions_are_refused(conditions: object, problem: str) -> None:
-    from genofed.access.identity.oidc import TokenRejected
+    from genofed.errors import TokenRejected
 
     with pytest.raises(TokenRejected, match=problem):
         parse_conditions(conditions)

@@ -133,6 +133,7 @@ class PassportAuthenticator:
         `aud`; when None (the default) `aud` is not checked, since tokens are also confirmed
         at the issuer's userinfo. `http` is the client for discovery, JWKS and userinfo."""
         self.http = http or default_http_client()
+        self._owns_http = http is None
         self._clock = clock
         self.jwks = JwksCache(self.http, max_age=jwks_max_age,
                               refetch_interval=jwks_refetch_interval, clock=clock)
@@ -160,6 +161,11 @@ class PassportAuthenticator:
                    trusted_visas=[(t.iss, t.jku) for t in config.access.trusted_visas],
                    node_visa_issuer=node_visa_trust(config),
                    node_public_key=load_node_public_key(paths), **options)
+
+    def close(self) -> None:
+        """Close the connections to issuers (the client's, unless the caller gave it)."""
+        if self._owns_http:
+            self.http.close()
 
     def known(self, authorization: str) -> Principal | None:
         """The principal of a token verified before and not yet expired, without any I/O (so
