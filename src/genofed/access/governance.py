@@ -6,7 +6,6 @@ commands use; the parts can also be built one by one (as the tests do) from a da
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,38 +15,20 @@ from genofed.access.dac import Committee, DatasetLookup
 from genofed.access.db import GovernanceDB, database_url
 from genofed.access.enforcement import GovernancePolicy
 from genofed.access.visas import VisaSigner
-from genofed.config.node import CONFIG_FILE, NodeConfig, NodePaths, load_config
-from genofed.errors import NodeConfigError
+from genofed.config.live import LiveConfig
+from genofed.config.node import NodeConfig, NodePaths, load_config
 from genofed.store.metadata import DatasetMetadata
 
 
 class ConfiguredMembers:
-    """`access.dac_members` from node.toml, re-read when the file changes (so `genofed access
-    dac add` counts without a restart); keeps the last valid list if an edit breaks the file."""
+    """`access.dac_members` from node.toml as it is now (so `genofed access dac add` counts
+    without a restart; an edit that breaks the file leaves the last valid list in force)."""
 
-    def __init__(self, root: Path, config: NodeConfig) -> None:
-        self._file = root / CONFIG_FILE
-        self._root = root
-        self._members: tuple[str, ...] = tuple(config.access.dac_members)
-        self._stamp = self._mtime()
-        self._lock = threading.Lock()
-
-    def _mtime(self) -> int:
-        try:
-            return self._file.stat().st_mtime_ns
-        except FileNotFoundError:
-            return 0
+    def __init__(self, live: LiveConfig) -> None:
+        self._live = live
 
     def __call__(self) -> Collection[str]:
-        stamp = self._mtime()
-        with self._lock:
-            if stamp != self._stamp:
-                try:
-                    self._members = tuple(load_config(self._root).access.dac_members)
-                    self._stamp = stamp
-                except NodeConfigError:
-                    pass
-            return self._members
+        return tuple(self._live.current().access.dac_members)
 
 
 @dataclass
@@ -60,14 +41,17 @@ class Governance:
 
     @classmethod
     def open(cls, node_dir: Path, *, config: NodeConfig | None = None,
-             datasets: DatasetLookup | None = None) -> Governance:
-        """The node's governance; `datasets` defaults to the node store's published metadata."""
+             datasets: DatasetLookup | None = None,
+             live: LiveConfig | None = None) -> Governance:
+        """The node's governance; `datasets` defaults to the node store's published metadata,
+        and committee members follow node.toml (`live`, made here when not given)."""
         config = config or load_config(node_dir)
+        live = live or LiveConfig(node_dir, config)
         paths = NodePaths(node_dir, config)
         db = GovernanceDB(database_url(config.access, paths))
         signer = VisaSigner.for_node(paths.signing_key, config)
         audit = AuditLog(db, seal_key_from_signing_key(paths.signing_key))
-        committee = Committee(db, signer, members=ConfiguredMembers(node_dir, config),
+        committee = Committee(db, signer, members=ConfiguredMembers(live),
                               datasets=datasets or _store_lookup(node_dir, config), audit=audit)
         return cls(db, audit, signer, committee, GovernancePolicy(audit, committee.is_revoked))
 

@@ -30,6 +30,7 @@ from genofed.beacon.variants import (
     parse_variant_id,
     parse_variant_query,
 )
+from genofed.config.live import LiveConfig
 from genofed.errors import (
     BeaconForbiddenError,
     BeaconNotFoundError,
@@ -71,10 +72,17 @@ _VARIANT_PARAMETERS = KNOWN_PARAMETERS - {"datasets", "datasetIds"}
 
 
 class BeaconService:
-    def __init__(self, store: NodeStore) -> None:
+    def __init__(self, store: NodeStore, live: LiveConfig | None = None) -> None:
+        """`live`: node.toml as it is now (disclosure settings apply without a restart)."""
         self.store = store
+        self.live = live
         self.node_id = store.config.node_id
-        self.floor = store.config.disclosure.count_floor
+
+    @property
+    def floor(self) -> int:
+        """Counts below this are never revealed as such (`disclosure.count_floor`)."""
+        config = self.live.current() if self.live is not None else self.store.config
+        return config.disclosure.count_floor
 
     # -- helpers ------------------------------------------------------------------------------
     def datasets(self, dataset_id: str | None = None,

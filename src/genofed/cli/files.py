@@ -84,9 +84,18 @@ def delivery(
     The setting is kept in the dataset's encrypted file catalogue, so a change publishes a new
     version of the dataset (the data itself is shared with the previous version, not copied);
     asking for the setting the dataset already has changes nothing."""
+    from genofed.access.changes import audited_change
+    from genofed.access.events import GovernanceEvent
+    from genofed.store import NodeStore
     from genofed.store.archive import set_plain_delivery
 
-    result = set_plain_delivery(node_dir, dataset, plain)
+    current = NodeStore.open(node_dir).dataset(dataset)
+    if current.files.plain_delivery == plain:
+        result = set_plain_delivery(node_dir, dataset, plain)  # changes nothing, says so
+    else:  # recorded in the audit trail before it is made
+        with audited_change(node_dir, GovernanceEvent.DELIVERY_CHANGE, dataset_id=dataset,
+                            delivery="plain-or-c4gh" if plain else "c4gh-only"):
+            result = set_plain_delivery(node_dir, dataset, plain)
     how = "plain or Crypt4GH-encrypted" if plain else "only Crypt4GH-encrypted"
     if result.changed:
         console.print(f"{dataset}: files are now delivered {how}; published as version "

@@ -11,6 +11,7 @@ from genofed.cli import files as files_cli
 from genofed.cli import hub as hub_cli
 from genofed.cli import issuer as issuer_cli
 from genofed.cli import network as network_cli
+from genofed.cli import trust as trust_cli
 from genofed.cli.output import ReportingGroup
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(node.app, name="node")
 app.add_typer(sim.app, name="sim")
+access_cli.app.add_typer(trust_cli.app, name="trust")
 app.add_typer(access_cli.app, name="access")
 app.add_typer(access_cli.audit_app, name="audit")
 app.add_typer(issuer_cli.app, name="issuer")

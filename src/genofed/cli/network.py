@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from genofed.cli.output import console, fail
+from genofed.errors import NetworkFileError
 from genofed.federation.network import (
     Member,
     add_member,
@@ -165,7 +166,41 @@ def join(
     node_dir: Path = typer.Argument(..., help="The node directory."),
     file: Path = FILE,
 ) -> None:
-    """Make a node a network member on its side: it verifies signed peer requests against
-    this file (sets `federation.network_file` in node.toml; restart the node to apply)."""
-    network = join_network(node_dir, file)
-    console.print(f"Node {node_dir} now follows network [bold]{network.name}[/] ({file})")
+    """Make a node a network member on its side: from its next request on, a running node
+    verifies signed peer requests against this file (`federation.network_file` in node.toml;
+    no restart). Recorded in the audit trail (network.join)."""
+    from genofed.access.changes import audited_change
+    from genofed.access.events import GovernanceEvent
+
+    network = load_network(file)
+    with audited_change(node_dir, GovernanceEvent.NETWORK_JOIN, network=network.name,
+                        version=network.version):
+        join_network(node_dir, file)
+    console.print(f"Node {node_dir} now follows network [bold]{network.name}[/] ({file}); "
+                  "it verifies its peers' signed requests from now on.")
+
+
+@app.command("leave")
+def leave(node_dir: Path = typer.Argument(..., help="The node directory.")) -> None:
+    """Stop a node following its network: from its next request on, a running node gives no
+    peer standing to signed requests (they are answered as anyone's). Recorded in the audit
+    trail (network.leave). The network's operator removes the member from the file with
+    `genofed network remove`."""
+    from genofed.access.changes import audited_change
+    from genofed.access.events import GovernanceEvent
+    from genofed.config.node import load_config
+    from genofed.federation.network import leave_network, network_path_of
+
+    config = load_config(node_dir)
+    followed = config.federation.network_file
+    if not followed:
+        fail(f"node {config.node_id!r} is in no network; nothing to leave")
+    name = "-"
+    if followed:
+        try:
+            name = load_network(network_path_of(node_dir, followed)).name
+        except NetworkFileError:
+            name = "unreadable"
+    with audited_change(node_dir, GovernanceEvent.NETWORK_LEAVE, network=name):
+        path = leave_network(node_dir)
+    console.print(f"Node {node_dir} no longer follows {path}.")

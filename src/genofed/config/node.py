@@ -116,14 +116,55 @@ def load_config(root: Path) -> NodeConfig:
     if not path.is_file():
         raise NodeConfigError(f"{root}: not a genofed node (no {CONFIG_FILE}); create one with "
                               f"`genofed node init {root} --node-id ID --country CC`")
+    text = path.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
         return NodeConfig.model_validate(data)
     except tomllib.TOMLDecodeError as exc:
         raise NodeConfigError(f"{path}: invalid TOML: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise NodeConfigError(f"{path}: {problems}") from None
+        problems = [f"{path}{_where(text, e['loc'])}, field {_dotted(e['loc'])}: {e['msg']}"
+                    for e in exc.errors()[:5]]
+        first = exc.errors()[0]["loc"]
+        hint = _FIELD_HINTS.get(".".join(str(p) for p in first if isinstance(p, str)))
+        raise NodeConfigError("; ".join(problems), hint=hint) from None
+
+
+#: What to do about a field that does not validate (by its path without list indexes).
+_FIELD_HINTS = {
+    "access.trusted_visas": "each entry is a table {iss = \"ISSUER URL\", jku = \"JWKS URL\"}; "
+                            "`genofed access trust add NODE_DIR ISSUER_URL` writes it for you",
+    "access.oidc_issuers": "a list of issuer URLs; `genofed access trust add` writes it for you",
+    "access.dac_members": "a list of \"ISSUER|SUBJECT\" strings; use `genofed access dac add`",
+    "federation.network_file": "use `genofed network join NODE_DIR NETWORK_FILE`",
+}
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """('access', 'trusted_visas', 0, 'iss') -> 'access.trusted_visas[0].iss'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+def _where(text: str, loc: tuple[int | str, ...]) -> str:
+    """", line N" of the line that sets the field at `loc` (or its table), if it can be found:
+    TOML errors from the parser carry a line, validation errors do not."""
+    keys = [str(p) for p in loc if isinstance(p, str)]
+    table: list[str] = []
+    best: int | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("["):
+            table = [p.strip().strip('"') for p in line.strip("[]").split(".")]
+            if table == keys:  # the field is a table of its own ([[access.trusted_visas]])
+                best = best or number
+            continue
+        key = line.split("=", 1)[0].strip().strip('"') if "=" in line else None
+        if key is not None and [*table, key] == keys[: len(table) + 1]:
+            return f", line {number}"
+    return f", line {best}" if best else ""
 
 
 def save_config(root: Path, config: NodeConfig) -> None:

@@ -309,6 +309,19 @@ def join_network(node_dir: Path, path: Path) -> Network:
     return network
 
 
+def leave_network(node_dir: Path) -> Path:
+    """Stop a node following its network file (its peers' signed requests get no standing from
+    then on); returns the file it followed."""
+    config = load_config(node_dir)
+    if not config.federation.network_file:
+        raise NetworkFileError(f"node {config.node_id!r} is in no network",
+                               hint="`genofed network join NODE_DIR NETWORK_FILE` joins one")
+    path = network_path_of(node_dir, config.federation.network_file)
+    federation = config.federation.model_copy(update={"network_file": ""})
+    save_config(node_dir, config.model_copy(update={"federation": federation}))
+    return path
+
+
 def network_path_of(node_dir: Path, network_file: str) -> Path:
     """`federation.network_file` as a path (relative paths are relative to the node)."""
     path = Path(network_file)
@@ -355,7 +368,8 @@ class LiveNetwork:
 
 __all__ = [
     "FORMAT", "LiveNetwork", "Member", "Network", "NetworkFileError", "RemovedMember",
-    "add_member", "create_network", "join_network", "load_network", "member_for_node",
+    "add_member", "create_network", "join_network", "leave_network", "load_network",
+    "member_for_node",
     "member_from", "network_path_of", "normalize_agreement_key", "normalize_signing_key",
     "remove_member", "save_network",
 ]

@@ -45,20 +45,16 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from fastapi import FastAPI
 from http_message_signatures import (
     HTTPMessageSignaturesException,
     HTTPMessageVerifier,
     HTTPSignatureKeyResolver,
 )
 from http_message_signatures.algorithms import ECDSA_P256_SHA256
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genofed.beacon.responses import beacon_id, error_response
-from genofed.config.node import NODE_ID_PATTERN, NodeConfig
-from genofed.errors import PeerRefused
-from genofed.federation.network import LiveNetwork, Network, NetworkFileError, network_path_of
+from genofed.config.node import NODE_ID_PATTERN
+from genofed.errors import NetworkFileError, PeerRefused
+from genofed.federation.network import LiveNetwork, Network
 
 log = logging.getLogger(__name__)
 
@@ -384,100 +380,3 @@ def _covers(inputs: Any, header: str) -> bool:
     return any(params.get("tag") == TAG and isinstance(items, list)
                and any(name == header and not p for name, p in items)
                for items, params in inputs.values())
-
-
-def _url_of(scope: Scope, headers: Sequence[tuple[str, str]]) -> str:
-    host = next((v for n, v in headers if n == "host"), None)
-    if host is None:
-        server = scope.get("server") or ("localhost", None)
-        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
-    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-    query = scope.get("query_string", b"").decode("latin-1")
-    return (f"{scope.get('scheme', 'http')}://{host}{raw_path.decode('latin-1')}"
-            + (f"?{query}" if query else ""))
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body; None when it exceeds MAX_BODY or the client went away."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-class PeerSignatureMiddleware:
-    """ASGI middleware verifying signed (peer) requests; see the module docstring."""
-
-    def __init__(self, app: ASGIApp, *, verifier: PeerVerifier, node_id: str,
-                 required_prefixes: tuple[str, ...] = ()) -> None:
-        self.app = app
-        self.verifier = verifier
-        self.node_id = node_id
-        self.required_prefixes = required_prefixes
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int,
-                      message: str) -> None:
-        log.warning("refused peer request %s %s: %s", scope.get("method"), scope.get("path"),
-                    message)
-        await JSONResponse(error_response(beacon_id(self.node_id), status, message), status)(
-            scope, receive, send)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]]
-        if not any(n in ("signature", "signature-input") for n, _ in headers):
-            if self.required_prefixes and scope["path"].startswith(self.required_prefixes):
-                await self._refuse(scope, receive, send, 401,
-                                   "this endpoint answers signed peer requests only")
-                return
-            await self.app(scope, receive, send)
-            return
-        body = await _read_body(receive)
-        if body is None:
-            await self._refuse(scope, receive, send, 413,
-                               f"peer request body missing or above {MAX_BODY} bytes")
-            return
-        try:
-            peer = self.verifier.verify(scope["method"], _url_of(scope, headers), headers, body)
-        except PeerRefused as exc:
-            await self._refuse(scope, receive, send, exc.status, exc.message)
-            return
-        scope = {**scope, "state": {**scope.get("state", {}), PEER_STATE: peer.node_id}}
-        if peer.forwarded_for:
-            scope["client"] = (peer.forwarded_for, 0)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-def install_peer_verification(app: FastAPI, node_dir: Path, config: NodeConfig) -> None:
-    """Verify signed peer requests when the node is in a network (`federation.network_file`);
-    a node in no network is left as it is."""
-    if not config.federation.network_file:
-        return
-    network = LiveNetwork(network_path_of(node_dir, config.federation.network_file))
-    try:
-        network.current()
-    except NetworkFileError as exc:
-        log.error("node %s: signed peer requests will be refused until this is fixed: %s",
-                  config.node_id, exc)
-    app.add_middleware(PeerSignatureMiddleware, verifier=PeerVerifier(network),
-                       node_id=config.node_id)

@@ -15,17 +15,20 @@ from fastapi import FastAPI
 from genofed import __version__
 from genofed.access.governance import Governance
 from genofed.access.http import AccessContext, Authenticator
-from genofed.access.identity import PassportAuthenticator
+from genofed.access.identity.live import NodeAuthenticator
 from genofed.access.router import router as access_router
 from genofed.beacon.access import QueryBudget
 from genofed.beacon.responses import beacon_id
 from genofed.beacon.router import BeaconState, router
 from genofed.beacon.service import BeaconService
 from genofed.catalogue.router import build_router as catalogue_router
-from genofed.federation.signatures import install_peer_verification
+from genofed.config.live import LiveConfig
+from genofed.federation.peers import install_peer_verification
+from genofed.federation.router import PREFIX as FEDERATION_PREFIX
+from genofed.federation.router import router as federation_router
 from genofed.files.htsget import router as htsget_router
 from genofed.files.service import HtsgetService
-from genofed.server.errors import install_error_handlers
+from genofed.server.errors import ConfigGuard, install_error_handlers
 from genofed.store.node import NodeStore
 
 
@@ -35,6 +38,7 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
     and GA4GH Passports from the issuers and visa signers the node's config trusts)."""
     store = NodeStore.open(node_dir)
     disclosure = store.config.disclosure
+    live = LiveConfig(node_dir, store.config)  # trust, committee, network: applied as changed
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,12 +54,13 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
                   description="GA4GH Beacon v2 (under /beacon) over a genofed node store.",
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     app.state.beacon = BeaconState(
-        service=BeaconService(store),
+        service=BeaconService(store, live),
         budget=budget or QueryBudget(disclosure.query_budget, disclosure.budget_window_seconds),
     )
-    app.state.governance = governance = Governance.open(node_dir, config=store.config)
+    app.state.config = live
+    app.state.governance = governance = Governance.open(node_dir, config=store.config, live=live)
     app.state.access = AccessContext(
-        authenticator=authenticator or PassportAuthenticator.for_node(node_dir),
+        authenticator=authenticator or NodeAuthenticator(node_dir, live),
         policy=governance.policy)
     app.state.htsget = HtsgetService.for_store(store, governance.policy)
     node_id = store.config.node_id
@@ -66,7 +71,9 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
     app.include_router(access_router, prefix="/access")
     app.include_router(catalogue_router(store))
     app.include_router(htsget_router, prefix="/htsget")
-    install_peer_verification(app, node_dir, store.config)  # no-op outside a network
+    app.include_router(federation_router, prefix=FEDERATION_PREFIX)
+    install_peer_verification(app, node_dir, live, required_prefixes=(FEDERATION_PREFIX + "/",))
+    app.add_middleware(ConfigGuard, live=live, beacon_id=beacon_id(node_id))
     return app
 
 

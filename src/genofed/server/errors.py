@@ -20,9 +20,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from genofed.beacon.request import sent_summary
 from genofed.beacon.responses import error_response
+from genofed.config.live import LiveConfig
 from genofed.errors import (
     BeaconRequestError,
     BudgetExceededError,
@@ -30,6 +32,7 @@ from genofed.errors import (
     HtsgetInvalidInput,
     HtsgetNotFound,
     HtsgetServerError,
+    NodeConfigError,
 )
 from genofed.files.htsget import PREFIX as HTSGET_PREFIX
 from genofed.files.htsget import error_json, is_htsget_path
@@ -140,3 +143,35 @@ def _summary(request: Request, body: Any = None) -> dict[str, Any]:
     if body is None:
         body = getattr(request.state, BODY_STATE, None)
     return sent_summary(request.query_params, body)
+
+
+class ConfigGuard:
+    """ASGI middleware: while node.toml cannot be read (a hand edit broke it), every request is
+    refused with 503 in its API's envelope, instead of being answered under a configuration the
+    node has not loaded (the operator's log says what is wrong; callers are not told)."""
+
+    def __init__(self, app: ASGIApp, *, live: LiveConfig, beacon_id: str) -> None:
+        self.app = app
+        self.live = live
+        self.beacon_id = beacon_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                self.live.current()
+            except NodeConfigError:
+                message = ("this node's configuration cannot be read right now; the node "
+                           "operator's log says why")
+                response: Response
+                if is_htsget_path(scope["path"]):
+                    error = HtsgetServerError(message)
+                    error.status = 503
+                    response = Response(orjson.dumps(error.to_json()), 503,
+                                        media_type="application/json")
+                else:
+                    response = Response(orjson.dumps(error_response(self.beacon_id, 503,
+                                                                    message)),
+                                        503, media_type="application/json")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
