@@ -112,3 +112,37 @@ def key(node_dir: Path = typer.Argument(..., help="The node directory.")) -> Non
 
     paths = NodePaths(node_dir, load_config(node_dir))
     print(paths.c4gh_public_key.read_text(), end="")
+
+
+@app.command("fetch")
+def fetch(
+    url: str = typer.Argument(..., help="An htsget ticket URL, e.g. "
+                              "http://127.0.0.1:8080/htsget/variants/DATASET?referenceName=20"
+                              "&start=100000&end=110000"),
+    out: Path = typer.Option(..., "--out", help="Where to write the slice (a VCF/BCF/BAM/CRAM "
+                             "file; Crypt4GH-encrypted with --public-key)."),
+    token_file: Path | None = typer.Option(None, "--token-file", help="A file holding your "
+                                           "bearer token (access token or Passport)."),
+    public_key: Path | None = typer.Option(None, "--public-key", help="Your Crypt4GH public "
+                                           "key (crypt4gh-keygen): the slice arrives "
+                                           "encrypted for it; open it with `crypt4gh decrypt`."),
+) -> None:
+    """Fetch a slice with htsget, as a researcher: the ticket, then its blocks, into one file.
+
+    Datasets that release files only encrypted need --public-key (`bcftools view URL` reads
+    plain slices directly: set HTS_AUTH_LOCATION to your token file)."""
+    from genofed.files.client import fetch_slice
+
+    token = token_file.read_text().strip() if token_file is not None else None
+    key = public_key.read_bytes() if public_key is not None else None
+    partial = out.with_name(out.name + ".part")
+    with open(partial, "wb") as handle:
+        try:
+            size = fetch_slice(url, handle, token=token, public_key=key)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    partial.replace(out)
+    console.print(f"Wrote {human_bytes(size)} to {out}"
+                  + (" (Crypt4GH: `crypt4gh decrypt --sk YOUR.sec < FILE`)" if key else "."),
+                  highlight=False)

@@ -107,6 +107,17 @@ def token(
     typer.echo(minted)
 
 
+@app.command("identity")
+def identity(
+    issuer_dir: Path = typer.Argument(..., help="The issuer directory."),
+    user: str = typer.Option(..., "--user", help="User id, e.g. dana."),
+) -> None:
+    """Print a user's identity as nodes name people: ISSUER|SUBJECT (what `genofed access dac
+    add` and `--member` take)."""
+    issuer = _open(issuer_dir)
+    typer.echo(f"{issuer.url}|{issuer.user(user).sub}")
+
+
 @app.command("users")
 def users(issuer_dir: Path = typer.Argument(..., help="The issuer directory.")) -> None:
     """List the users: id, sub, and the Registered Access visas the issuer asserts."""
