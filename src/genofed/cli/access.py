@@ -7,8 +7,6 @@ they cost nothing to every other `genofed` command.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -17,10 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from genofed.access.pseudonyms import DERIVATION
-from genofed.cli.output import console, errors, fail
+from genofed.cli.output import (
+    Column,
+    console,
+    errors,
+    fail,
+    json_option,
+    print_json,
+    print_table,
+    reader_may_leave,
+    stdout_is_terminal,
+)
 from genofed.config.node import NodeConfig, NodePaths, load_config, save_config
 
 if TYPE_CHECKING:
@@ -50,6 +57,9 @@ _AUDIT_HELP = "\n\n".join((
 audit_app = typer.Typer(help=_AUDIT_HELP.format(derivation=DERIVATION), no_args_is_help=True)
 
 NODE_DIR = typer.Argument(..., help="The node directory.")
+APPLICATION_ID = typer.Argument(..., help="The application id (see `genofed access list`): "
+                                "whole, or its first characters (at least 4) when no other "
+                                "application's id starts with them.")
 
 
 @contextmanager
@@ -73,9 +83,16 @@ def _identity(value: str, option: str) -> Identity:
         fail(f"{option}: {exc}")
 
 
+def _application_id(governance: Governance, prefix: str) -> str:
+    """The whole id of the application `prefix` names (see :mod:`genofed.access.lookup`)."""
+    from genofed.access.lookup import application_id
+
+    return application_id(governance.db, prefix)
+
+
 def _print_application(view: ApplicationView, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(view.to_dict(), indent=2) + "\n")
+        print_json(view.to_dict())
         return
     console.print(f"Application [bold]{view.id}[/] — {view.state}")
     console.print(f"  applicant  {view.applicant}")
@@ -114,7 +131,8 @@ def apply(
                                     "for-profit organisation."),
     text: str = typer.Option(..., "--text", help="What the research is, in words."),
     days: int = typer.Option(365, "--days", help="Requested duration of access in days."),
-    as_json: bool = typer.Option(False, "--json", help="Print the application as JSON."),
+    as_json: bool = json_option("the application", "The same document as `access show "
+                                "--json`."),
 ) -> None:
     """File an application on a researcher's behalf; prints the DUO pre-assessment of each
     dataset (approve / deny / needs-review, with reasons)."""
@@ -133,48 +151,52 @@ def list_applications(
     state: str | None = typer.Option(None, "--state", help="Only submitted, approved, rejected "
                                      "or returned applications."),
     applicant: str | None = typer.Option(None, "--applicant", help="Only this ISSUER|SUBJECT's."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = json_option("the applications", "An array of `access show --json` "
+                                "documents."),
 ) -> None:
-    """List applications, newest first."""
+    """List applications, newest first.
+
+    On a terminal a table; otherwise tab-separated values under a header line, ids whole
+    (`... | cut -f1` gives the application ids)."""
     who = _identity(applicant, "--applicant") if applicant else None
     with _governance(node_dir) as governance:
         views = governance.committee.applications(who, state)
     if as_json:
-        sys.stdout.write(json.dumps([v.to_dict() for v in views], indent=2) + "\n")
+        print_json([v.to_dict() for v in views])
         return
-    if not views:
-        console.print("No applications.")
-        return
-    table = Table()
-    for column in ("id", "state", "applicant", "datasets", "pre-assessment", "submitted"):
-        table.add_column(column)
-    for view in views:
-        table.add_row(view.id, view.state, str(view.applicant),
-                      ", ".join(d.dataset_id for d in view.datasets),
-                      ", ".join(d.assessment.value for d in view.datasets),
-                      view.created_at.isoformat(timespec="seconds"))
-    console.print(table)
+    print_table(
+        (Column("id", identifier=True), Column("state"), Column("applicant", identifier=True),
+         Column("datasets", identifier=True), Column("pre-assessment"), Column("submitted")),
+        ((view.id, view.state, str(view.applicant),
+          ", ".join(d.dataset_id for d in view.datasets),
+          ", ".join(d.assessment.value for d in view.datasets),
+          view.created_at.isoformat(timespec="seconds")) for view in views),
+        empty="No applications.")
 
 
 @app.command("show")
 def show(
     node_dir: Path = NODE_DIR,
-    application_id: str = typer.Argument(..., help="The application id."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    application_id: str = APPLICATION_ID,
+    as_json: bool = json_option("the application", "Keys: id, applicant, state, purpose, "
+                                "durationDays, createdAt, updatedAt, datasets, events, visas."),
 ) -> None:
     """Show an application: purpose, pre-assessment, every event, and its visas."""
     with _governance(node_dir) as governance:
-        _print_application(governance.committee.application(application_id), as_json)
+        whole_id = _application_id(governance, application_id)
+        _print_application(governance.committee.application(whole_id), as_json)
 
 
 @app.command("decide")
 def decide(
     node_dir: Path = NODE_DIR,
-    application_id: str = typer.Argument(..., help="The application id."),
+    application_id: str = APPLICATION_ID,
     verdict: str = typer.Argument(..., help="approve, reject or return."),
     member: str = typer.Option(..., "--member", help="The deciding DAC member, as "
                                "ISSUER|SUBJECT (must be in access.dac_members)."),
     note: str = typer.Option("", "--note", help="Why (required to approve against a DUO deny)."),
+    as_json: bool = json_option("the decided application", "As `access show --json`: the "
+                                "visas it issued, each with its jti, are under visas."),
 ) -> None:
     """Decide a submitted application. Approval signs a ControlledAccessGrants visa per dataset,
     valid for the requested duration. An application is decided once only."""
@@ -184,7 +206,11 @@ def decide(
         fail(f"decision {verdict!r}: use one of {', '.join(VERDICTS)}")
     who = _identity(member, "--member")
     with _governance(node_dir) as governance:
-        view = governance.committee.decide(application_id, who, Verdict(verdict), note)
+        whole_id = _application_id(governance, application_id)
+        view = governance.committee.decide(whole_id, who, Verdict(verdict), note)
+        if as_json:
+            print_json(view.to_dict())
+            return
         console.print(f"Application {view.id} is now [bold]{view.state}[/].")
         for visa in view.visas:
             console.print(f"  issued visa {visa.jti} for {visa.dataset_id}, valid until "
@@ -195,14 +221,23 @@ def decide(
 @app.command("revoke")
 def revoke(
     node_dir: Path = NODE_DIR,
-    jti: str = typer.Argument(..., help="The visa's jti (see `genofed access show`)."),
+    jti: str = typer.Argument(..., help="The visa's jti (see `genofed access show`): whole, or "
+                              "its first characters (at least 4) when no other visa's jti "
+                              "starts with them."),
     member: str = typer.Option(..., "--member", help="The revoking DAC member, ISSUER|SUBJECT."),
     note: str = typer.Option("", "--note", help="Why."),
+    as_json: bool = json_option("the revoked visa", "Keys: jti, applicationId, datasetId, "
+                                "issuedAt, expiresAt, revokedAt, visa (the JWT)."),
 ) -> None:
     """Revoke a visa: from the next request on, the node refuses access that relied on it."""
+    from genofed.access.lookup import visa_jti
+
     who = _identity(member, "--member")
     with _governance(node_dir) as governance:
-        visa = governance.committee.revoke(jti, who, note)
+        visa = governance.committee.revoke(visa_jti(governance.db, jti), who, note)
+        if as_json:
+            print_json(visa.to_dict())
+            return
         console.print(f"Revoked visa {visa.jti} ({visa.dataset_id}, application "
                       f"{visa.application_id}).")
 
@@ -263,20 +298,50 @@ def dac_remove(node_dir: Path = NODE_DIR,
 
 
 @dac_app.command("list")
-def dac_list(node_dir: Path = NODE_DIR) -> None:
-    """List the DAC members."""
-    members = _members_config(node_dir).access.dac_members
-    for member in members:
-        console.print(member, highlight=False)
-    if not members:
-        console.print(f"No DAC members: add one with `genofed access dac add {node_dir} "
+def dac_list(
+    node_dir: Path = NODE_DIR,
+    as_json: bool = json_option("the members", "An array of objects with identity "
+                                "(ISSUER|SUBJECT), issuer, subject and pseudonym (how the audit "
+                                "trail names them); null for an entry that is not "
+                                "ISSUER|SUBJECT."),
+) -> None:
+    """List the DAC members, with the pseudonym the audit trail names each by."""
+    members = [(entry, _parsed(entry)) for entry in _members_config(node_dir).access.dac_members]
+    if as_json:
+        print_json([{"identity": entry,
+                     "issuer": who.issuer if who else None,
+                     "subject": who.subject if who else None,
+                     "pseudonym": who.pseudonym if who else None} for entry, who in members])
+        return
+    print_table((Column("member", identifier=True), Column("pseudonym", identifier=True)),
+                ((entry, who.pseudonym if who else "- (not ISSUER|SUBJECT: never matches)")
+                 for entry, who in members),
+                empty=f"No DAC members: add one with `genofed access dac add {node_dir} "
                       "ISSUER|SUBJECT`.")
+
+
+def _parsed(entry: str) -> Identity | None:
+    """A configured member, or None for a hand-edited entry that is not ISSUER|SUBJECT (listed
+    as it is, so the operator sees it, rather than failing the whole listing)."""
+    from genofed.access.dac import Identity
+    from genofed.errors import GovernanceError
+
+    try:
+        return Identity.parse(entry)
+    except GovernanceError:
+        return None
 
 
 # -- audit ---------------------------------------------------------------------------------------
 
 @audit_app.command("verify")
-def audit_verify(node_dir: Path = NODE_DIR) -> None:
+def audit_verify(
+    node_dir: Path = NODE_DIR,
+    as_json: bool = json_option("the verdict", "Keys: intact, records, headHash, problem "
+                                "(null, or the kind, seq and message of the first record at "
+                                "fault). The exit status is 1 when the trail is not intact, as "
+                                "without --json."),
+) -> None:
     """Check that the audit trail is intact.
 
     Checks every record's hash, the chain linking them, their sequence numbers and the node's
@@ -288,11 +353,18 @@ def audit_verify(node_dir: Path = NODE_DIR) -> None:
     with _governance(node_dir) as governance:
         report = verify(governance.db,
                         seal_key_from_signing_key(NodePaths(node_dir, config).signing_key))
+    if as_json:
+        problem = report.problem
+        print_json({"intact": problem is None, "records": report.records,
+                    "headHash": report.head_hash,
+                    "problem": None if problem is None else {
+                        "kind": problem.kind, "seq": problem.seq, "message": problem.message}})
     if report.problem is not None:
         fail(f"audit trail of {node_dir} is NOT intact: {report.problem.message}",
              "restore the governance database from a backup and compare with an export")
-    console.print(f"Audit trail intact: {report.records:,} records, chain head "
-                  f"{report.head_hash[:16]}…", highlight=False)
+    if not as_json:
+        console.print(f"Audit trail intact: {report.records:,} records, chain head "
+                      f"{report.head_hash}", highlight=False)
 
 
 @audit_app.command("export")
@@ -316,7 +388,12 @@ def audit_export(
 
 
 
-_COLUMNS = ("seq", "at", "subject", "action", "decision", "dataset", "reason", "detail")
+#: The audit list's columns; on a terminal the fixed-width ones are aligned and the free-width
+#: ones follow, each line written as its record arrives (a trail can be longer than memory).
+_COLUMNS = (Column("seq", justify="right", width=8), Column("at", width=27),
+            Column("subject", identifier=True, width=32), Column("action", width=20),
+            Column("decision", width=8), Column("dataset", identifier=True, width=16),
+            Column("reason"), Column("detail"))
 
 
 def _row(entry: AuditEntry) -> tuple[str, ...]:
@@ -326,26 +403,16 @@ def _row(entry: AuditEntry) -> tuple[str, ...]:
 
 def _write_records(records: Iterable[AuditEntry], as_json: bool, terminal: bool) -> int:
     """Stream records to stdout (never truncated, never held in memory); returns how many."""
-    out = sys.stdout
-    count = 0
     if as_json:
+        out = sys.stdout
+        count = 0
         for entry in records:
             out.write(entry.to_json() + "\n")
             count += 1
         return count
-    if not terminal:  # tab-separated, for scripts: cut -f3, sort, awk
-        out.write("\t".join(_COLUMNS) + "\n")
-        for entry in records:
-            out.write("\t".join(v.replace("\t", " ") for v in _row(entry)) + "\n")
-            count += 1
-        return count
-    # A terminal: the fixed-width columns aligned, the free-width ones after them.
-    line = "{:>8}  {:<27}  {:<32}  {:<20}  {:<8}  {:<16}  {}  {}\n"
-    out.write(line.format(*_COLUMNS))
-    for entry in records:
-        out.write(line.format(*_row(entry)))
-        count += 1
-    return count
+    # A terminal: aligned columns; otherwise tab-separated, for scripts (cut -f3, sort, awk).
+    return print_table(_COLUMNS, (_row(entry) for entry in records), terminal=terminal,
+                       stream=True)
 
 
 @audit_app.command("list")
@@ -381,15 +448,13 @@ def audit_list(
     from genofed.access.db import GovernanceDB
 
     db = GovernanceDB.for_node(node_dir)
-    terminal = sys.stdout.isatty()
+    terminal = stdout_is_terminal()
     try:
         query = parse_query(db, subject=subject, dataset_id=dataset, actions=actions,
                             decision=decision, since=since, until=until)
-        count = _write_records(select_entries(db, query), as_json, terminal)
-        sys.stdout.flush()
-    except BrokenPipeError:  # `| head`: the reader has seen enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
+        with reader_may_leave():
+            count = _write_records(select_entries(db, query), as_json, terminal)
+            sys.stdout.flush()
     finally:
         db.close()
     if terminal:

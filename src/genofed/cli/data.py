@@ -5,13 +5,25 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
-from genofed.cli.output import console, fail, human_bytes, stage_progress
+from genofed.cli.output import (
+    Column,
+    console,
+    fail,
+    human_bytes,
+    json_option,
+    print_json,
+    print_table,
+    stage_progress,
+)
 from genofed.ingest import ingest_dataset
 from genofed.store import NodeStore
+
+if TYPE_CHECKING:
+    from genofed.ingest.pipeline import IngestResult
 
 _REGION = re.compile(r"^(?P<chrom>[^:]+)(?::(?P<start>[\d,]+)(?:-(?P<end>[\d,]+))?)?$")
 
@@ -33,6 +45,11 @@ def ingest(
                                       "end, name) so the Beacon answers geneId queries."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel worker "
                                        "processes (default: one per core)."),
+    as_json: bool = json_option("the summary", "Keys: datasetId, version, unchanged, "
+                                "seconds, samples, individualsWithPhenopackets, vcfRecords, "
+                                "biallelicSites, contigs, alleleCountGroups, fingerprint, "
+                                "created, storeFormat, source, path, sizes (bytes by part, and "
+                                "total). Progress stays on standard error."),
 ) -> None:
     """Ingest a VCF/BCF (with optional Phenopackets and metadata) as a new version of a dataset.
 
@@ -40,30 +57,52 @@ def ingest(
     counts are kept overall, by sex and by population. The new version is published atomically:
     if ingest fails or is interrupted, the node keeps serving the previous version. Re-ingesting
     identical input changes nothing.
+
+    Progress bars are drawn on standard error; the summary goes to standard output (a table on
+    a terminal, tab-separated `field<TAB>value` lines otherwise, or JSON with --json).
     """
     with stage_progress({"parse": "Parsing VCF (bytes)", "write": "Writing genotype chunks"}
                         ) as update:
         result = ingest_dataset(node_dir, dataset, vcf, phenopackets=phenopackets,
                                 metadata=metadata, populations=populations, assembly=assembly,
                                 genes=genes, workers=workers, progress=update)
+    if as_json:
+        print_json(_summary(result))
+        return
     m = result.manifest
     if result.unchanged:
         console.print(f"Dataset [bold]{dataset}[/] is unchanged (same input as {m.version}); "
                       "nothing to do.")
         return
-    table = Table(title=f"Ingested {dataset} {m.version} in {result.seconds:.1f} s")
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("samples", f"{m.n_samples:,}")
-    table.add_row("individuals with phenopackets", f"{m.n_individuals_with_phenopackets:,}")
-    table.add_row("VCF records", f"{m.n_records:,}")
-    table.add_row("biallelic sites", f"{m.n_sites:,}")
-    table.add_row("contigs", ", ".join(m.contigs[:6]) + (" ..." if len(m.contigs) > 6 else ""))
-    table.add_row("allele-count groups", ", ".join(m.groups))
-    for part in ("genotypes.zarr", "sites.parquet", "individuals.parquet.c4gh"):
-        table.add_row(f"size: {part}", human_bytes(result.sizes.get(part, 0)))
-    table.add_row("size: total", human_bytes(result.sizes.get("total", 0)))
-    console.print(table)
+    console.print(f"Ingested [bold]{dataset}[/] {m.version} in {result.seconds:.1f} s",
+                  highlight=False)
+    sizes = [(f"size: {part}", human_bytes(result.sizes.get(part, 0)))
+             for part in ("genotypes.zarr", "sites.parquet", "individuals.parquet.c4gh",
+                          "total")]
+    print_table((Column("what"), Column("value", justify="right")), (
+        ("samples", f"{m.n_samples:,}"),
+        ("individuals with phenopackets", f"{m.n_individuals_with_phenopackets:,}"),
+        ("VCF records", f"{m.n_records:,}"),
+        ("biallelic sites", f"{m.n_sites:,}"),
+        # names and their number on separate rows: "contigs | 20" read as twenty contigs
+        ("number of contigs", f"{len(m.contigs):,}"),
+        ("contig names", ", ".join(m.contigs)),
+        ("allele-count groups", ", ".join(m.groups)),
+        *sizes))
+
+
+def _summary(result: IngestResult) -> dict[str, Any]:
+    """What `ingest --json` prints: the manifest's fields (camelCase, as the other documents the
+    command line prints), the version, whether anything changed, and the sizes in bytes."""
+    m = result.manifest
+    return {"datasetId": result.dataset_id, "version": result.version,
+            "unchanged": result.unchanged, "seconds": round(result.seconds, 3),
+            "samples": m.n_samples,
+            "individualsWithPhenopackets": m.n_individuals_with_phenopackets,
+            "vcfRecords": m.n_records, "biallelicSites": m.n_sites, "contigs": list(m.contigs),
+            "alleleCountGroups": list(m.groups), "fingerprint": m.fingerprint,
+            "created": m.created, "storeFormat": m.store_format, "source": dict(m.source),
+            "path": str(result.version_dir), "sizes": dict(result.sizes)}
 
 
 def parse_region(text: str) -> tuple[str, int, int]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
-from genofed.cli.output import console, human_bytes
+from genofed.cli.output import Column, console, human_bytes, json_option, print_json, print_table
+
+if TYPE_CHECKING:
+    from genofed.store.originals import CatalogueEntry
 
 app = typer.Typer(help="Original files kept Crypt4GH-encrypted on the node and served by htsget "
                   "(/htsget/variants/{dataset}, /htsget/{variants|reads}/{dataset}/{name}).",
@@ -26,6 +29,8 @@ def add(
     name: str | None = typer.Option(None, "--name", help="Name within the dataset (htsget id "
                                     "{dataset}/{name}); default: the file name without "
                                     "extensions."),
+    as_json: bool = json_option("the archived file", "The same object as one element of "
+                                "`files list --json`."),
 ) -> None:
     """Add a file to a dataset, encrypted at rest, as a new dataset version (atomically).
 
@@ -34,10 +39,14 @@ def add(
     encrypted for the node's public key (`genofed files key`); every segment is authenticated
     and a truncated or tampered file is rejected without storing anything.
     """
-    from genofed.store.archive import add_file
+    from genofed.store.archive import add_file, list_files
 
     result = add_file(node_dir, dataset, file, index=index, name=name)
     entry = result.entry
+    if as_json:
+        plain = any(p for d, _, p, _ in list_files(node_dir) if d == dataset)
+        print_json(_file_json(dataset, result.version, plain, entry))
+        return
     how = "verified and kept as uploaded" if entry.uploaded_encrypted and not entry.reencoded \
         else "encrypted for the node's key"
     console.print(f"Added [bold]{entry.name}[/] ({entry.format}, "
@@ -49,26 +58,49 @@ def add(
 
 
 @app.command("list")
-def list_(node_dir: Path = typer.Argument(..., help="The node directory.")) -> None:
-    """List the archived files of every dataset (current versions)."""
+def list_(
+    node_dir: Path = typer.Argument(..., help="The node directory."),
+    as_json: bool = json_option("the files", "An array of objects with htsgetId, datasetId, "
+                                "version, name, role, format, datatype, sizeBytes, index, "
+                                "plainDelivery, added, uploadedEncrypted, reencoded, notes."),
+) -> None:
+    """List the archived files of every dataset (current versions).
+
+    On a terminal a table; otherwise tab-separated values under a header line (`... | cut -f1`
+    gives the htsget ids)."""
     from genofed.store.archive import list_files
 
     rows = list_files(node_dir)
-    if not rows:
-        console.print("No archived files yet: `genofed ingest` archives a dataset's VCF/BCF, "
-                      "`genofed files add` adds BAM/CRAM and more.")
+    if as_json:
+        print_json([_file_json(dataset, version, plain, entry)
+                    for dataset, version, plain, entry in rows])
         return
-    table = Table(title="Archived files (Crypt4GH at rest)")
-    table.add_column("htsget id (under /htsget/)", no_wrap=True)
-    for column in ("format", "size", "index", "delivery", "version"):
-        table.add_column(column)
-    for dataset, version, plain, entry in rows:
-        htsget_id = f"{entry.file_format.datatype}/{dataset}" + (
-            "" if entry.role == "variants" else f"/{entry.name}")
-        table.add_row(htsget_id, entry.format, human_bytes(entry.plaintext_size),
-                      entry.index_kind or "none", "plain or C4GH" if plain else "C4GH only",
-                      f"{dataset} {version}")
-    console.print(table)
+    print_table(
+        (Column("htsget id (under /htsget/)", identifier=True), Column("format"),
+         Column("size", "right"), Column("index"), Column("delivery"), Column("version")),
+        ((_htsget_id(dataset, entry), entry.format, human_bytes(entry.plaintext_size),
+          entry.index_kind or "none", "plain or C4GH" if plain else "C4GH only",
+          f"{dataset} {version}") for dataset, version, plain, entry in rows),
+        title="Archived files (Crypt4GH at rest)",
+        empty="No archived files yet: `genofed ingest` archives a dataset's VCF/BCF, "
+              "`genofed files add` adds BAM/CRAM and more.")
+
+
+def _htsget_id(dataset: str, entry: CatalogueEntry) -> str:
+    """The file's id under /htsget/: a dataset's variants are served as the dataset itself."""
+    return f"{entry.file_format.datatype}/{dataset}" + (
+        "" if entry.role == "variants" else f"/{entry.name}")
+
+
+def _file_json(dataset: str, version: str, plain: bool,
+               entry: CatalogueEntry) -> dict[str, Any]:
+    """One archived file, for scripts (`sizeBytes` is the plaintext size)."""
+    return {"htsgetId": _htsget_id(dataset, entry), "datasetId": dataset, "version": version,
+            "name": entry.name, "role": entry.role, "format": entry.format,
+            "datatype": entry.file_format.datatype, "sizeBytes": entry.plaintext_size,
+            "index": entry.index_kind or None, "plainDelivery": plain, "added": entry.added,
+            "uploadedEncrypted": entry.uploaded_encrypted, "reencoded": entry.reencoded,
+            "notes": list(entry.notes)}
 
 
 @app.command("delivery")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from genofed.cli.output import console
+from genofed.cli.output import Column, console, json_option, print_json, print_table
 
 if TYPE_CHECKING:
     from genofed.access.identity.issuer import LocalIssuer
@@ -119,11 +119,28 @@ def identity(
 
 
 @app.command("users")
-def users(issuer_dir: Path = typer.Argument(..., help="The issuer directory.")) -> None:
-    """List the users: id, sub, and the Registered Access visas the issuer asserts."""
-    for user in _open(issuer_dir).users():
-        console.print(f"{user.id:<12} {user.sub}  researcher={user.researcher_status}  "
-                      f"accepted_terms={user.accepted_terms}  {user.name}")
+def users(
+    issuer_dir: Path = typer.Argument(..., help="The issuer directory."),
+    as_json: bool = json_option("the users", "An array of objects with id, sub, name, "
+                                "researcherStatus, acceptedTerms, registered (epoch seconds); "
+                                "never a password hash."),
+) -> None:
+    """List the users: id, sub, and the Registered Access visas the issuer asserts.
+
+    On a terminal a table; otherwise tab-separated values under a header line."""
+    people = _open(issuer_dir).users()
+    if as_json:
+        print_json([{"id": u.id, "sub": u.sub, "name": u.name,
+                     "researcherStatus": u.researcher_status,
+                     "acceptedTerms": u.accepted_terms, "registered": u.registered}
+                    for u in people])
+        return
+    print_table((Column("id", identifier=True), Column("sub", identifier=True),
+                 Column("Registered Access visas"), Column("name")),
+                ((u.id, u.sub, f"researcher={u.researcher_status} "
+                  f"accepted_terms={u.accepted_terms}", u.name) for u in people),
+                empty=f"No users: add them to {issuer_dir / 'users.toml'}, or create the "
+                      "issuer with --demo-users.")
 
 
 @app.command("rotate-key")

@@ -8,9 +8,16 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from genofed.cli.output import console, fail
+from genofed.cli.output import (
+    Column,
+    console,
+    fail,
+    json_option,
+    note,
+    print_json,
+    print_table,
+)
 from genofed.errors import NetworkFileError
 from genofed.federation.network import (
     Member,
@@ -120,23 +127,40 @@ def remove(file: Path = FILE,
 
 
 @app.command("show")
-def show(file: Path = FILE) -> None:
-    """Show the network: its members and former members."""
+def show(
+    file: Path = FILE,
+    as_json: bool = json_option("the network", "Keys: name, version, updated, members (each: "
+                                "id, country, baseUrl, signingKeyFingerprint, signingPublicKey, "
+                                "agreementPublicKey), removed (each: id, removed)."),
+) -> None:
+    """Show the network: its members and former members.
+
+    A member's signing key is shown by its fingerprint, the SHA-256 of the key's DER
+    SubjectPublicKeyInfo in hex (whole: compare it with the one the member's operator reads
+    out). On a terminal a table; otherwise tab-separated values under a header line (the lines
+    about the network and its former members then go to standard error)."""
     network = load_network(file)
-    console.print(f"Network [bold]{network.name}[/], version {network.version}, updated "
-                  f"{network.updated}")
-    table = Table()
-    for column in ("member", "country", "base URL", "signing key (SHA-256 of SPKI)"):
-        table.add_column(column)
-    for member in network.members:
-        table.add_row(member.id, member.country, member.base_url,
-                      _fingerprint(member.signing_public_key))
-    if network.members:
-        console.print(table)
-    else:
-        console.print(f"No members yet: genofed network add {file} --node NODE_DIR --url URL")
+    if as_json:
+        print_json({"name": network.name, "version": network.version,
+                    "updated": network.updated,
+                    "members": [{"id": m.id, "country": m.country, "baseUrl": m.base_url,
+                                 "signingKeyFingerprint": _fingerprint(m.signing_public_key),
+                                 "signingPublicKey": m.signing_public_key,
+                                 "agreementPublicKey": m.agreement_public_key}
+                                for m in network.members],
+                    "removed": [{"id": r.id, "removed": r.removed} for r in network.removed]})
+        return
+    note(f"Network [bold]{network.name}[/], version {network.version}, updated "
+         f"{network.updated}")
+    print_table(
+        (Column("member", identifier=True), Column("country"),
+         Column("base URL", identifier=True),
+         Column("signing key (SHA-256 of SPKI)", identifier=True)),
+        ((m.id, m.country, m.base_url, _fingerprint(m.signing_public_key))
+         for m in network.members),
+        empty=f"No members yet: genofed network add {file} --node NODE_DIR --url URL")
     for removed in network.removed:
-        console.print(f"  removed: {removed.id} on {removed.removed}")
+        note(f"  removed: {removed.id} on {removed.removed}")
 
 
 def _fingerprint(pem: str) -> str:
@@ -144,7 +168,7 @@ def _fingerprint(pem: str) -> str:
     import hashlib
 
     der = base64.b64decode("".join(line for line in pem.splitlines() if "-----" not in line))
-    return hashlib.sha256(der).hexdigest()[:16]
+    return hashlib.sha256(der).hexdigest()
 
 
 @app.command("member-info")

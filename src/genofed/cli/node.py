@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
-from genofed.cli.output import console, human_bytes
+from genofed.cli.output import (
+    Column,
+    console,
+    human_bytes,
+    json_option,
+    note,
+    print_json,
+    print_table,
+)
 from genofed.config.node import init_node
 from genofed.store import NodeStore
+
+if TYPE_CHECKING:
+    from genofed.store.dataset import Dataset
 
 app = typer.Typer(help="Create a node and inspect it.", no_args_is_help=True)
 
@@ -32,27 +43,49 @@ def init(
 
 
 @app.command("info")
-def info(node_dir: Path = typer.Argument(..., help="The node directory.")) -> None:
-    """Show the node's datasets: version, access tier, samples, variants and sizes."""
+def info(
+    node_dir: Path = typer.Argument(..., help="The node directory."),
+    as_json: bool = json_option("the node and its datasets", "Keys: nodeId, country, "
+                                "created, datasets (each: datasetId, name, version, accessTier, "
+                                "assemblyId, samples, individualsWithPhenopackets, vcfRecords, "
+                                "biallelicSites, contigs, alleleCountGroups, sizeBytes)."),
+) -> None:
+    """Show the node's datasets: version, access tier, samples, variants and sizes.
+
+    On a terminal a table under a line naming the node; otherwise tab-separated values under a
+    header line (the node's line then goes to standard error)."""
     store = NodeStore.open(node_dir)
     config = store.config
-    console.print(f"Node [bold]{config.node_id}[/] ({config.country}), created {config.created}")
-    table = Table(title=None, show_lines=False)
-    for column, justify in (("dataset", "left"), ("version", "left"), ("tier", "left"),
-                            ("assembly", "left"), ("samples", "right"),
-                            ("phenopackets", "right"), ("VCF records", "right"),
-                            ("sites", "right"), ("contigs", "left"), ("size", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    datasets = store.datasets()
-    for ds in datasets:
-        m = ds.manifest
-        size = sum(f.stat().st_size for f in ds.path.rglob("*") if f.is_file())
-        contigs = ", ".join(m.contigs[:4]) + (" ..." if len(m.contigs) > 4 else "")
-        table.add_row(ds.id, m.version, ds.metadata.access_tier.value, ds.metadata.assembly_id,
-                      f"{m.n_samples:,}", f"{m.n_individuals_with_phenopackets:,}",
-                      f"{m.n_records:,}", f"{m.n_sites:,}", contigs, human_bytes(size))
-    if datasets:
-        console.print(table)
-    else:
-        console.print(f"No datasets yet. Ingest one: genofed ingest {node_dir} --dataset ID "
-                      "--vcf FILE.vcf.gz")
+    datasets = [(ds, _size(ds)) for ds in store.datasets()]
+    if as_json:
+        print_json({"nodeId": config.node_id, "country": config.country,
+                    "created": config.created,
+                    "datasets": [_dataset_json(ds, size) for ds, size in datasets]})
+        return
+    note(f"Node [bold]{config.node_id}[/] ({config.country}), created {config.created}")
+    columns = (Column("dataset", identifier=True), Column("version"), Column("tier"),
+               Column("assembly"), Column("samples", "right"), Column("phenopackets", "right"),
+               Column("VCF records", "right"), Column("sites", "right"),
+               Column("contig names", identifier=True), Column("size", "right"))
+    print_table(columns, ((
+        ds.id, ds.manifest.version, ds.metadata.access_tier.value, ds.metadata.assembly_id,
+        f"{ds.manifest.n_samples:,}", f"{ds.manifest.n_individuals_with_phenopackets:,}",
+        f"{ds.manifest.n_records:,}", f"{ds.manifest.n_sites:,}", ", ".join(ds.manifest.contigs),
+        human_bytes(size)) for ds, size in datasets),
+        empty=f"No datasets yet. Ingest one: genofed ingest {node_dir} --dataset ID "
+              "--vcf FILE.vcf.gz")
+
+
+def _size(ds: Dataset) -> int:
+    """Bytes the dataset's current version takes on disk."""
+    return sum(f.stat().st_size for f in ds.path.rglob("*") if f.is_file())
+
+
+def _dataset_json(ds: Dataset, size: int) -> dict[str, Any]:
+    m = ds.manifest
+    return {"datasetId": ds.id, "name": ds.metadata.name, "version": m.version,
+            "accessTier": ds.metadata.access_tier.value, "assemblyId": ds.metadata.assembly_id,
+            "samples": m.n_samples, "individualsWithPhenopackets":
+            m.n_individuals_with_phenopackets, "vcfRecords": m.n_records,
+            "biallelicSites": m.n_sites, "contigs": list(m.contigs),
+            "alleleCountGroups": list(m.groups), "sizeBytes": size}
