@@ -33,6 +33,7 @@ carry a `status` to their API's error envelope (:mod:`genofed.server.errors`).
     │   ├── AuditQueryError          an audit filter that cannot be read
     │   └── GovernanceError          the committee workflow refuses (404 / 403 / 409)
     │       ├── ApplicationNotFoundError
+    │       ├── AmbiguousIdError     an id prefix that several ids start with
     │       ├── GovernanceForbiddenError
     │       └── GovernanceConflictError
     ├── SimulationError              the simulator cannot build a cohort (e.g. ontology terms)
@@ -235,6 +236,10 @@ class GovernanceError(AccessError):
 
 class ApplicationNotFoundError(GovernanceError):
     status = 404
+
+
+class AmbiguousIdError(GovernanceError):
+    """An id prefix that more than one application (or visa) id starts with."""
 
 
 class GovernanceForbiddenError(GovernanceError):

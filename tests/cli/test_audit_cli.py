@@ -80,7 +80,7 @@ ENTRY = AuditEntry(seq=1, at="2025-03-01T12:00:00.000000Z", subject="ab" * 16,
 
 
 def test_every_output_form_keeps_values_whole(capsys: pytest.CaptureFixture[str]) -> None:
-    from genofed.cli.access import _write_records
+    from genofed.cli.audit import _write_records
 
     records = [ENTRY, replace(ENTRY, seq=12345678, dataset_id=None)]
     assert _write_records(iter(records), as_json=False, terminal=True) == 2

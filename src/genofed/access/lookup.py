@@ -16,7 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from genofed.access.db import GovernanceDB
 from genofed.access.models import Application, Visa
-from genofed.errors import ApplicationNotFoundError, GovernanceError
+from genofed.errors import AmbiguousIdError, ApplicationNotFoundError
 
 __all__ = ["MIN_PREFIX", "application_id", "visa_jti"]
 
@@ -30,7 +30,7 @@ def application_id(db: GovernanceDB, prefix: str) -> str:
     """The id of the one application whose id is or starts with `prefix`.
 
     ApplicationNotFoundError if none does (or the prefix is shorter than :data:`MIN_PREFIX` and
-    not a whole id); GovernanceError naming the candidates if several do."""
+    not a whole id); AmbiguousIdError naming the candidates if several do."""
     return _unique(db, Application.id, prefix, what="application",
                    listing="genofed access list NODE_DIR")
 
@@ -64,7 +64,7 @@ def _unique(db: GovernanceDB, column: InstrumentedAttribute[str], prefix: str, *
     if len(found) > 1:
         more = ", ..." if len(found) > SHOWN else ""
         how_many = f"more than {SHOWN}" if more else str(len(found))
-        raise GovernanceError(
+        raise AmbiguousIdError(
             f"{what} id prefix {prefix!r} is ambiguous: {how_many} {what} ids start with it "
             f"({', '.join(found[:SHOWN])}{more})",
             hint=f"give more characters of the {what} id")

@@ -1,5 +1,5 @@
-"""`genofed access ...` (the committee workflow, for operators, on NODE_DIR's governance database)
-and `genofed audit ...` (list, verify and export the audit trail, explain pseudonyms).
+"""`genofed access ...`: the committee workflow, for operators, on NODE_DIR's governance database
+(the audit trail's commands are in :mod:`genofed.cli.audit`).
 
 The governance modules (SQLAlchemy, Alembic, the store) are imported inside the commands, so
 they cost nothing to every other `genofed` command.
@@ -7,8 +7,7 @@ they cost nothing to every other `genofed` command.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,22 +15,17 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from genofed.access.pseudonyms import DERIVATION
 from genofed.cli.output import (
     Column,
     console,
-    errors,
     fail,
     json_option,
     print_json,
     print_table,
-    reader_may_leave,
-    stdout_is_terminal,
 )
-from genofed.config.node import NodeConfig, NodePaths, load_config, save_config
+from genofed.config.node import NodeConfig, load_config, save_config
 
 if TYPE_CHECKING:
-    from genofed.access.audit import AuditEntry
     from genofed.access.dac import ApplicationView, Identity
     from genofed.access.governance import Governance
 
@@ -43,18 +37,6 @@ app = typer.Typer(help="Data access applications, committee decisions and visas,
 dac_app = typer.Typer(help="Who sits on the node's data access committee (access.dac_members).",
                       no_args_is_help=True)
 app.add_typer(dac_app, name="dac")
-# Paragraphs are single lines: the help formatter keeps line breaks after the first one.
-_AUDIT_HELP = "\n\n".join((
-    "The append-only, hash-chained audit trail: every release or refusal of data (beacon.*, "
-    "htsget.*, analysis) and every governance event (application.*, visa.*, dac.*, delivery.*, "
-    "trust.*, network.*). List and filter it, check that nothing was altered, export it.",
-    "Records name people only by pseudonym: {derivation}. Compute one with `genofed audit "
-    "pseudonym 'ISSUER|SUBJECT'`, or pass the identity to `genofed audit list --subject`.",
-    "The decision is allow when the node carried the action out (released data, took a "
-    "committee decision, signed a visa) and deny when it refused it.",
-))
-
-audit_app = typer.Typer(help=_AUDIT_HELP.format(derivation=DERIVATION), no_args_is_help=True)
 
 NODE_DIR = typer.Argument(..., help="The node directory.")
 APPLICATION_ID = typer.Argument(..., help="The application id (see `genofed access list`): "
@@ -63,7 +45,7 @@ APPLICATION_ID = typer.Argument(..., help="The application id (see `genofed acce
 
 
 @contextmanager
-def _governance(node_dir: Path) -> Iterator[Governance]:
+def governance_of(node_dir: Path) -> Iterator[Governance]:
     from genofed.access.governance import Governance
 
     governance = Governance.open(node_dir)
@@ -73,7 +55,7 @@ def _governance(node_dir: Path) -> Iterator[Governance]:
         governance.close()
 
 
-def _identity(value: str, option: str) -> Identity:
+def identity_of(value: str, option: str) -> Identity:
     from genofed.access.dac import Identity
     from genofed.errors import GovernanceError
 
@@ -138,8 +120,8 @@ def apply(
     dataset (approve / deny / needs-review, with reasons)."""
     from genofed.access.duo import Purpose
 
-    who = _identity(applicant, "--applicant")
-    with _governance(node_dir) as governance:
+    who = identity_of(applicant, "--applicant")
+    with governance_of(node_dir) as governance:
         purpose = Purpose.parse(terms, diseases, commercial)
         view = governance.committee.apply(who, datasets, purpose, text, days)
         _print_application(view, as_json)
@@ -158,8 +140,8 @@ def list_applications(
 
     On a terminal a table; otherwise tab-separated values under a header line, ids whole
     (`... | cut -f1` gives the application ids)."""
-    who = _identity(applicant, "--applicant") if applicant else None
-    with _governance(node_dir) as governance:
+    who = identity_of(applicant, "--applicant") if applicant else None
+    with governance_of(node_dir) as governance:
         views = governance.committee.applications(who, state)
     if as_json:
         print_json([v.to_dict() for v in views])
@@ -182,7 +164,7 @@ def show(
                                 "durationDays, createdAt, updatedAt, datasets, events, visas."),
 ) -> None:
     """Show an application: purpose, pre-assessment, every event, and its visas."""
-    with _governance(node_dir) as governance:
+    with governance_of(node_dir) as governance:
         whole_id = _application_id(governance, application_id)
         _print_application(governance.committee.application(whole_id), as_json)
 
@@ -204,8 +186,8 @@ def decide(
 
     if verdict not in VERDICTS:
         fail(f"decision {verdict!r}: use one of {', '.join(VERDICTS)}")
-    who = _identity(member, "--member")
-    with _governance(node_dir) as governance:
+    who = identity_of(member, "--member")
+    with governance_of(node_dir) as governance:
         whole_id = _application_id(governance, application_id)
         view = governance.committee.decide(whole_id, who, Verdict(verdict), note)
         if as_json:
@@ -232,8 +214,8 @@ def revoke(
     """Revoke a visa: from the next request on, the node refuses access that relied on it."""
     from genofed.access.lookup import visa_jti
 
-    who = _identity(member, "--member")
-    with _governance(node_dir) as governance:
+    who = identity_of(member, "--member")
+    with governance_of(node_dir) as governance:
         visa = governance.committee.revoke(visa_jti(governance.db, jti), who, note)
         if as_json:
             print_json(visa.to_dict())
@@ -253,7 +235,7 @@ def _save_members(node_dir: Path, config: NodeConfig, member: Identity, added: b
     from genofed.errors import AuditWriteError
 
     event = GovernanceEvent.DAC_ADD if added else GovernanceEvent.DAC_REMOVE
-    with _governance(node_dir) as governance:
+    with governance_of(node_dir) as governance:
         try:
             with recorded(governance.audit, event, actor=member.pseudonym, dataset_id=None,
                           detail=format_detail(by="operator",
@@ -270,7 +252,7 @@ def dac_add(node_dir: Path = NODE_DIR,
     """Add a member to the node's data access committee.
 
     Recorded in the audit trail as dac.add, under the member's pseudonym."""
-    member = _identity(identity, "IDENTITY")
+    member = identity_of(identity, "IDENTITY")
     who = str(member)
     config = _members_config(node_dir)
     if who in config.access.dac_members:
@@ -287,7 +269,7 @@ def dac_remove(node_dir: Path = NODE_DIR,
     """Remove a member from the node's data access committee.
 
     Recorded in the audit trail as dac.remove, under the member's pseudonym."""
-    member = _identity(identity, "IDENTITY")
+    member = identity_of(identity, "IDENTITY")
     who = str(member)
     config = _members_config(node_dir)
     if who not in config.access.dac_members:
@@ -333,146 +315,3 @@ def _parsed(entry: str) -> Identity | None:
 
 
 # -- audit ---------------------------------------------------------------------------------------
-
-@audit_app.command("verify")
-def audit_verify(
-    node_dir: Path = NODE_DIR,
-    as_json: bool = json_option("the verdict", "Keys: intact, records, headHash, problem "
-                                "(null, or the kind, seq and message of the first record at "
-                                "fault). The exit status is 1 when the trail is not intact, as "
-                                "without --json."),
-) -> None:
-    """Check that the audit trail is intact.
-
-    Checks every record's hash, the chain linking them, their sequence numbers and the node's
-    seal. Exit status 0 if intact; otherwise 1, naming the first record at fault and whether it
-    was edited, deleted, inserted or reordered."""
-    from genofed.access.audit import seal_key_from_signing_key, verify
-
-    config = load_config(node_dir)
-    with _governance(node_dir) as governance:
-        report = verify(governance.db,
-                        seal_key_from_signing_key(NodePaths(node_dir, config).signing_key))
-    if as_json:
-        problem = report.problem
-        print_json({"intact": problem is None, "records": report.records,
-                    "headHash": report.head_hash,
-                    "problem": None if problem is None else {
-                        "kind": problem.kind, "seq": problem.seq, "message": problem.message}})
-    if report.problem is not None:
-        fail(f"audit trail of {node_dir} is NOT intact: {report.problem.message}",
-             "restore the governance database from a backup and compare with an export")
-    if not as_json:
-        console.print(f"Audit trail intact: {report.records:,} records, chain head "
-                      f"{report.head_hash}", highlight=False)
-
-
-@audit_app.command("export")
-def audit_export(
-    node_dir: Path = NODE_DIR,
-    out: Path | None = typer.Option(None, "--out", help="Write JSON lines here (default: "
-                                    "standard output)."),
-) -> None:
-    """Export the audit trail as JSON lines (one record per line, with its hashes)."""
-    from genofed.access.audit import export_jsonl
-
-    with _governance(node_dir) as governance:
-        if out is None:
-            export_jsonl(governance.db, sys.stdout)
-            return
-        tmp = out.with_name(out.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            count = export_jsonl(governance.db, handle)
-        tmp.replace(out)
-    console.print(f"Exported {count:,} audit records to {out}")
-
-
-
-#: The audit list's columns; on a terminal the fixed-width ones are aligned and the free-width
-#: ones follow, each line written as its record arrives (a trail can be longer than memory).
-_COLUMNS = (Column("seq", justify="right", width=8), Column("at", width=27),
-            Column("subject", identifier=True, width=32), Column("action", width=20),
-            Column("decision", width=8), Column("dataset", identifier=True, width=16),
-            Column("reason"), Column("detail"))
-
-
-def _row(entry: AuditEntry) -> tuple[str, ...]:
-    return (str(entry.seq), entry.at, entry.subject, entry.action, entry.decision,
-            entry.dataset_id or "-", entry.reason, entry.detail)
-
-
-def _write_records(records: Iterable[AuditEntry], as_json: bool, terminal: bool) -> int:
-    """Stream records to stdout (never truncated, never held in memory); returns how many."""
-    if as_json:
-        out = sys.stdout
-        count = 0
-        for entry in records:
-            out.write(entry.to_json() + "\n")
-            count += 1
-        return count
-    # A terminal: aligned columns; otherwise tab-separated, for scripts (cut -f3, sort, awk).
-    return print_table(_COLUMNS, (_row(entry) for entry in records), terminal=terminal,
-                       stream=True)
-
-
-@audit_app.command("list")
-def audit_list(
-    node_dir: Path = NODE_DIR,
-    subject: str | None = typer.Option(None, "--subject", help="Only this person's records: "
-                                       "their pseudonym, a prefix of it that only they have, or "
-                                       "their identity 'ISSUER|SUBJECT' (converted to the "
-                                       "pseudonym); or 'anonymous' / 'operator'."),
-    dataset: str | None = typer.Option(None, "--dataset", help="Only records about this "
-                                       "dataset id."),
-    actions: list[str] = typer.Option([], "--action", "--event", help="Only this action, e.g. "
-                                      "beacon.record or application.approve, or a family of "
-                                      "them: beacon, htsget, application, visa, dac, ... "
-                                      "(repeat for several)."),
-    decision: str | None = typer.Option(None, "--decision", help="Only allow (carried out) or "
-                                        "deny (refused)."),
-    since: str | None = typer.Option(None, "--since", help="Only records at or after this ISO "
-                                     "8601 time (2025-03-01, 2025-03-01T14:30, ...+02:00; no "
-                                     "zone = UTC)."),
-    until: str | None = typer.Option(None, "--until", help="Only records before this time "
-                                     "(exclusive: --until 2025-03-02 ends at midnight UTC)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON Lines: one JSON object per "
-                                 "record and line, with its hashes and seal (as `audit "
-                                 "export`)."),
-) -> None:
-    """List audit records, filtered.
-
-    Records come in sequence order, filtered by the database and streamed (any number of
-    records). On a terminal: aligned columns; otherwise tab-separated values with a header line;
-    with --json, JSON Lines (one object per line). Nothing is ever shortened."""
-    from genofed.access.audit_query import parse_query, select_entries
-    from genofed.access.db import GovernanceDB
-
-    db = GovernanceDB.for_node(node_dir)
-    terminal = stdout_is_terminal()
-    try:
-        query = parse_query(db, subject=subject, dataset_id=dataset, actions=actions,
-                            decision=decision, since=since, until=until)
-        with reader_may_leave():
-            count = _write_records(select_entries(db, query), as_json, terminal)
-            sys.stdout.flush()
-    finally:
-        db.close()
-    if terminal:
-        errors.print(f"{count:,} record(s)", highlight=False)
-
-
-@audit_app.command("pseudonym")
-def audit_pseudonym(
-    identities: list[str] = typer.Argument(..., help="A person's identity, ISSUER|SUBJECT: the "
-                                           "`iss` and `sub` of their login token (repeat for "
-                                           "several)."),
-) -> None:
-    """Print a person's pseudonym in the audit trail, and how it is derived.
-
-    An auditor who knows the identity can then find that person's records (`genofed audit list
-    NODE_DIR --subject PSEUDONYM`). The same identity has the same pseudonym on every node."""
-    people = [_identity(value, "IDENTITY") for value in identities]
-    for who in people:
-        sys.stdout.write(f"{who.pseudonym}  {who}\n"
-                         f"  = sha256(\"{who.issuer}\\n{who.subject}\")[:32]\n")
-    sys.stdout.write(f"A pseudonym is {DERIVATION}.\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from genofed.cli import access as access_cli
+from genofed.cli import audit as audit_cli
 from genofed.cli import data, demo, node, serve, sim
 from genofed.cli import files as files_cli
 from genofed.cli import hub as hub_cli
@@ -30,7 +31,7 @@ app.add_typer(node.app, name="node")
 app.add_typer(sim.app, name="sim")
 access_cli.app.add_typer(trust_cli.app, name="trust")
 app.add_typer(access_cli.app, name="access")
-app.add_typer(access_cli.audit_app, name="audit")
+app.add_typer(audit_cli.app, name="audit")
 app.add_typer(issuer_cli.app, name="issuer")
 app.add_typer(network_cli.app, name="network")
 app.add_typer(hub_cli.app, name="hub")
