@@ -165,7 +165,7 @@ class Timer:
             for url in self.direct:
                 alone[url].append(self.timed(url))
             together.append(self.all_at_once())
-        self.pool.close()
+        self.loop.run_until_complete(self.pool.close())
         self.loop.close()
         return hub, alone, together
 
