@@ -28,6 +28,9 @@ def cohort(
     access_tier: str = typer.Option("controlled", "--access-tier",
                                     help="public, registered or controlled."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output."),
+    missing_rate: float = typer.Option(0.0, "--missing-rate", min=0.0, max=0.49,
+                                       help="Share of calls written missing (./.), at random, "
+                                       "as genotyping leaves some in real cohorts."),
 ) -> None:
     """Simulate a cohort: genotypes (msprime/stdpopsim, human out-of-Africa model, no downloads)
     in OUT_DIR/cohort.vcf.gz (+ .tbi), one Phenopacket v2 per individual with planted
@@ -41,6 +44,7 @@ def cohort(
             summary = simulate_cohort(
                 out_dir, samples=samples, seed=seed, length_mb=length_mb, population=population,
                 dataset_id=dataset_id, access_tier=access_tier, overwrite=overwrite,
+                missing_rate=missing_rate,
                 progress=lambda stage, fraction: update(stage, round(fraction * 100), 100))
     except (ValueError, FileExistsError) as exc:
         fail(str(exc))

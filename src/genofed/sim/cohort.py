@@ -83,14 +83,17 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
                     population: str = "CEU", dataset_id: str | None = None,
                     sample_prefix: str | None = None, access_tier: str = "controlled",
                     threads: int = 2, progress: Callable[[str, float], None] | None = None,
-                    overwrite: bool = False) -> CohortSummary:
+                    overwrite: bool = False, missing_rate: float = 0.0) -> CohortSummary:
     """Simulate `samples` diploid individuals of `population` over chr20:1-length_mb Mb.
 
     `progress(stage, fraction)` is called as work advances; the stages, in order, are
     "simulate", "vcf", "index", "traits", "phenopackets" and "metadata". Existing output files
     are an error unless `overwrite` is set, in which case only the files this function writes
-    (and stale packets in `phenopackets/`) are replaced.
+    (and stale packets in `phenopackets/`) are replaced. `missing_rate`: the share of calls
+    written missing (`./.`), at random (the planted traits follow the full genotypes).
     """
+    if not 0.0 <= missing_rate < 0.5:
+        raise ValueError(f"missing_rate must be at least 0 and below 0.5, not {missing_rate}")
     populations = genotypes.population_names()
     if population not in populations:
         raise ValueError(f"unknown population {population!r}; {genotypes.MODEL_ID} has "
@@ -129,7 +132,10 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
         if progress is not None:
             progress(stage, fraction)
 
-    ancestry_stream, trait_stream, clinical_stream = np.random.SeedSequence(seed).spawn(3)
+    # A fourth stream for missing calls leaves the first three (and so every cohort simulated
+    # without missing calls) exactly as they were.
+    ancestry_stream, trait_stream, clinical_stream, missing_stream = \
+        np.random.SeedSequence(seed).spawn(4)
     sample_names = [f"{sample_prefix}{number:05d}" for number in range(1, samples + 1)]
 
     report("simulate", 0.0)
@@ -143,7 +149,8 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
               f"{genotypes.MODEL_ID} population {population}, msprime {msprime.__version__}, "
               f"seed {seed}")
     sites = genotypes.write_vcf(ancestry, summary.vcf, sample_names=sample_names, source=source,
-                                threads=threads, progress=progress)
+                                threads=threads, progress=progress, missing_rate=missing_rate,
+                                missing_rng=np.random.default_rng(missing_stream))
 
     report("traits", 0.0)
     planted = traits.plant_traits(ancestry.tree_sequence, sites,

@@ -116,6 +116,9 @@ def _genotype_text_tables() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint
             key = np.array([first, second], dtype=np.uint8).view(np.uint16)[0]
             separated[key] = np.frombuffer(f"{first}|{second}\t".encode(), dtype=np.uint32)[0]
             line_end[key] = np.frombuffer(f"{first}|{second}\n".encode(), dtype=np.uint32)[0]
+    missing = np.array([-1, -1], dtype=np.int8).view(np.uint16)[0]  # a call made missing
+    separated[missing] = np.frombuffer(b"./.\t", dtype=np.uint32)[0]
+    line_end[missing] = np.frombuffer(b"./.\n", dtype=np.uint32)[0]
     return separated, line_end
 
 
@@ -141,12 +144,18 @@ def vcf_header(*, sample_names: Sequence[str], contig_length: int, source: str) 
 
 
 def write_vcf(ancestry: Ancestry, path: Path, *, sample_names: Sequence[str], source: str,
-              threads: int = 1, progress: ProgressCallback | None = None) -> SiteTable:
+              threads: int = 1, progress: ProgressCallback | None = None,
+              missing_rate: float = 0.0,
+              missing_rng: np.random.Generator | None = None) -> SiteTable:
     """Write the genotypes as a record-aligned BGZF VCF with a tabix index beside it.
 
     Every site of the tree sequence becomes one record (multi-allelic ones included), REF being
-    the ancestral allele; POS is the 0-based site position plus one.
+    the ancestral allele; POS is the 0-based site position plus one. With `missing_rate`, that
+    share of calls (drawn with `missing_rng`) is written missing (`./.`), as genotyping leaves
+    some in real cohorts; allele counts of the returned table are those of the full calls.
     """
+    if missing_rate and missing_rng is None:
+        raise ValueError("missing_rate needs missing_rng (a seeded generator)")
     tree_sequence = ancestry.tree_sequence
     nodes = individual_sample_nodes(tree_sequence)
     if len(sample_names) * 2 != len(nodes):
@@ -158,7 +167,7 @@ def write_vcf(ancestry: Ancestry, path: Path, *, sample_names: Sequence[str], so
     total_sites = len(positions)
     first_alt_counts = np.zeros(total_sites, dtype=np.int64)
     alleles: list[tuple[str, ...]] = []
-    formatter = _ChunkFormatter(len(nodes))
+    formatter = _ChunkFormatter(len(nodes), missing_rate, missing_rng)
 
     # Passing the default sample list explicitly would make tskit remap every genotype.
     default_order = np.array_equal(nodes, tree_sequence.samples())
@@ -196,7 +205,10 @@ def write_vcf(ancestry: Ancestry, path: Path, *, sample_names: Sequence[str], so
 class _ChunkFormatter:
     """Collects the genotypes of consecutive sites and turns them into VCF lines in bulk."""
 
-    def __init__(self, haplotypes: int) -> None:
+    def __init__(self, haplotypes: int, missing_rate: float = 0.0,
+                 missing_rng: np.random.Generator | None = None) -> None:
+        self._missing_rate = missing_rate
+        self._missing_rng = missing_rng
         self._rows = max(1, _CHUNK_GENOTYPES // haplotypes)
         self._genotypes = np.empty((self._rows, haplotypes), dtype=np.int8)
         self._filled = 0
@@ -218,6 +230,10 @@ class _ChunkFormatter:
         if genotypes.min() < 0:
             raise ValueError("missing genotypes are not expected in a simulation")
         first_alt_counts_out[:] = np.count_nonzero(genotypes == 1, axis=1)
+        if self._missing_rate and self._missing_rng is not None:
+            calls_missing = self._missing_rng.random(
+                (len(genotypes), genotypes.shape[1] // 2)) < self._missing_rate
+            genotypes[np.repeat(calls_missing, 2, axis=1)] = -1
         pairs = genotypes.view(np.uint16)  # one individual's two allele bytes as one key
         calls = self._separated[pairs]
         calls[:, -1] = self._line_end[pairs[:, -1]]
