@@ -47,7 +47,10 @@ carry a `status` to their API's error envelope (:mod:`genofed.server.errors`).
     │       HtsgetInvalidRange, HtsgetServerError
     └── FederationError
         ├── TransportError           an exchange with a member failed
-        └── PeerRefused              a peer request's signature is refused
+        ├── PeerRefused              a peer request's signature is refused
+        └── AggregationError         secure aggregation or variant matching refuses
+            ├── EncodingError        a statistic that fixed point cannot carry (names the field)
+            └── ContributionRefused  a node's masked contribution fails verification
 
 Errors that older code caught by their builtin base (ValueError, KeyError, RuntimeError) keep it.
 """
@@ -374,3 +377,30 @@ class PeerRefused(FederationError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class AggregationError(FederationError):
+    """Secure aggregation or variant matching refuses: a layout or participant list that does not
+    fit, a sealed job key that does not open, nodes that disagree about a revealed variant."""
+
+
+class EncodingError(AggregationError, ValueError):
+    """A node's statistic that the fixed-point encoding cannot carry exactly enough (NaN,
+    infinite, or beyond the field's range): refused rather than wrapped into a wrong sum.
+    `field` names the statistic."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, hint="no statistics left the node; the job's layout needs "
+                                       "fewer fraction bits for this field, or the statistic "
+                                       "is wrong at this node")
+        self.field = field
+
+
+class ContributionRefused(AggregationError):
+    """A node's masked contribution failed verification (altered in transit, signed by another
+    key, or for another round or attempt): it is refused, and the round is redone without the
+    node (`node_id`)."""
+
+    def __init__(self, node_id: str, message: str) -> None:
+        super().__init__(message)
+        self.node_id = node_id
