@@ -67,6 +67,24 @@ def test_ingest_shows_progress_and_summary(node: Path, cohort: Cohort) -> None:
     assert cohort.dataset_id in info and "registered" in info and "v1" in info
 
 
+def test_sim_cohort_takes_a_population_mix(tmp_path: Path) -> None:
+    out = tmp_path / "mix"
+    result = genofed("sim", "cohort", out, "--samples", "30", "--seed", "3", "--length-mb",
+                     "0.05", "--population", "CEU=20, YRI=10", check=True)
+    printed = " ".join(result.stdout.split())
+    assert "Simulated 30 individuals" in printed and "(YRI+CEU)" in printed
+    assert "--dataset sim-yri-ceu-3" in printed
+    labels = [line.split("\t")[1] for line in
+              (out / "populations.tsv").read_text().splitlines()[1:]]
+    assert labels == ["YRI"] * 10 + ["CEU"] * 20
+    for population, message in (("CEU=20,YRI", "NAME=COUNT"), ("CEU=20,YRI=5", "sum to 25"),
+                                ("CEU=20,FIN=10", "unknown population 'FIN'")):
+        bad = genofed("sim", "cohort", tmp_path / "bad", "--samples", "30", "--seed", "3",
+                      "--population", population)
+        assert bad.returncode != 0 and message in " ".join(bad.stderr.split()), population
+    assert not (tmp_path / "bad").exists()
+
+
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """The README's first command, non-interactively: three nodes, issuer, coordinator, and the
     journey from discovery to record-level answers, all on loopback."""
@@ -74,7 +92,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             "--length-mb", "0.3")
     result = genofed(*args, check=True, timeout=600)
     out = " ".join(result.stdout.split())
-    for fragment in ("node fi (FI): created", "nl-diverse: ingested into node nl",
+    for fragment in ("simulated one population history (seed 2026): 180 individuals "
+                     "(YRI 36, CEU 144)", "split into fi-biobank (72 CEU), fi-reference (24 CEU), "
+                     "se-cohort (48 CEU), nl-diverse (36 YRI)",
+                     "node fi (FI): created", "nl-diverse: ingested into node nl",
                      "Count query through the network", "needs-review",
                      "Approved by dac-fi", "value=fi-biobank",
                      "Record-level query through the network", "All services stopped"):
@@ -82,9 +103,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "fi (FI) ok" in out and "se (SE) ok" in out and "nl (NL) ok" in out
     # the record-level answer comes from the FI dataset only, the others stay at their tiers
     record_table = out.split("Record-level query through the network", 1)[1]
-    assert "fi-biobank: FI-BIOBANK" in record_table
+    assert "fi-biobank: DEMO-" in record_table  # the one simulation's sample names
     assert "│ fi-biobank │ controlled │ record" in record_table
     assert "│ nl-diverse │ controlled │ count" in record_table
     assert out.count("│ yes │") >= 3  # every node's audit trail verifies
     rerun = genofed(*args, check=True, timeout=600)
     assert "simulated" not in rerun.stdout and "Record-level" in rerun.stdout
+    assert "cohorts of seed 2026 reused" in " ".join(rerun.stdout.split())

@@ -15,20 +15,26 @@ from genofed.cli.output import console, fail
 #: The question of the demo: women with a seizure disorder (HPO, descendants included).
 FILTERS = [{"id": "NCIT:C16576"}, {"id": "HP:0001250", "includeDescendantTerms": True}]
 APPLY_FOR = "fi-biobank"
+#: The demo's default population history; any other seed gives other cohorts.
+DEMO_SEED = 2026
 
 
 def demo(
     directory: Path = typer.Option(Path("demo"), "--dir", help="Where the cohorts, nodes, "
                                    "issuer and network file go (reused by the next run)."),
     length_mb: float = typer.Option(1.0, "--length-mb", min=0.05, help="Megabases of chr20 "
-                                    "simulated per cohort."),
+                                    "simulated (every cohort covers the same region)."),
     scale: float = typer.Option(1.0, "--scale", min=0.05, help="Multiply every cohort's size "
-                                "(1 = 80 to 240 individuals per dataset)."),
+                                "(1 = 80 to 240 individuals per dataset, 600 in all)."),
+    seed: int = typer.Option(DEMO_SEED, "--seed", min=0, help="Seed of the one simulated "
+                             "population history the cohorts are cut from; a new seed (or "
+                             "length or scale) simulates them again."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Keep the services running until "
                               "Ctrl-C (default), or stop once the walkthrough is done."),
 ) -> None:
-    """Build a network of three national nodes (FI, SE, NL) with simulated cohorts in all three
-    access tiers, a login issuer with a demo researcher and one committee member per node, and
+    """Build a network of three national nodes (FI, SE, NL) with cohorts in all three access
+    tiers, cut from one simulated population history (shared variants, the same planted causal
+    variants), a login issuer with a demo researcher and one committee member per node, and
     the coordinator; then walk through discovery across countries, an access application, the
     committee's approval, the visa, and record-level and count queries through the network.
 
@@ -39,7 +45,7 @@ def demo(
 
     console.rule("[bold]1. Three national nodes, each with its own cohorts")
     try:
-        build(directory, length_mb=length_mb, scale=scale,
+        build(directory, seed=seed, length_mb=length_mb, scale=scale,
               report=lambda line: console.print(f"  {line}"))
     except (ValueError, OSError) as exc:
         fail(str(exc))

@@ -1,15 +1,19 @@
-"""Build and serve the demo network: FI, SE and NL nodes with different simulated cohorts (different
+"""Build and serve the demo network: FI, SE and NL nodes with their own cohorts (different
 populations and sizes, datasets in all three access tiers), a local OIDC issuer with a demo
 researcher and one DAC member per node, and a coordinator beside the FI node.
 
+The cohorts are cut from one simulated population history, as real national cohorts share their
+variants: the same sites, and the same planted causal variants for a federated GWAS to find.
+
 Everything lives under one directory and is reused by the next run (cohorts and ingests are
-idempotent); only the loopback ports change, so configuration that names URLs is rewritten at
-every start.
+idempotent; the cohorts are simulated again when the seed, length or scale changes); only the
+loopback ports change, so configuration that names URLs is rewritten at every start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,8 +33,11 @@ class DemoDataset:
     id: str
     tier: str
     population: str
+    #: Individuals at --scale 1.
     samples: int
-    seed: int
+
+    def scaled_samples(self, scale: float) -> int:
+        return max(20, round(self.samples * scale))
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,17 @@ class DemoNode:
 
 
 NODES = (
-    DemoNode("fi", "FI", (DemoDataset("fi-biobank", "controlled", "CEU", 240, 1),
-                          DemoDataset("fi-reference", "public", "CEU", 80, 2))),
-    DemoNode("se", "SE", (DemoDataset("se-cohort", "registered", "CEU", 160, 3),)),
-    DemoNode("nl", "NL", (DemoDataset("nl-diverse", "controlled", "YRI", 120, 4),)),
+    DemoNode("fi", "FI", (DemoDataset("fi-biobank", "controlled", "CEU", 240),
+                          DemoDataset("fi-reference", "public", "CEU", 80))),
+    DemoNode("se", "SE", (DemoDataset("se-cohort", "registered", "CEU", 160),)),
+    DemoNode("nl", "NL", (DemoDataset("nl-diverse", "controlled", "YRI", 120),)),
 )
+#: The one simulation every dataset is cut from, under DIR/cohorts/; its sample names are
+#: those the datasets keep.
+POOLED_DIR, POOLED_ID, POOLED_SAMPLE_PREFIX = "pooled", "demo-pooled", "DEMO-"
+#: What the cohorts were built from (seed, length, scale, datasets), written last: cohorts
+#: are reused only when it matches this run's, so a new seed never meets old data.
+PLAN_FILE = "demo-plan.json"
 #: The coordinator runs beside this node and signs as it.
 HUB_NODE = "fi"
 
@@ -66,12 +79,14 @@ class Running:
 Report = Callable[[str], None]
 
 
-def build(directory: Path, *, length_mb: float = 1.0, scale: float = 1.0,
+def build(directory: Path, *, seed: int, length_mb: float = 1.0, scale: float = 1.0,
           report: Report = lambda _: None) -> None:
-    """Simulate the cohorts and create and fill the nodes (skipping what exists)."""
+    """Simulate the cohorts (unless those on disk came from the same seed, length and scale) and
+    create and fill the nodes (skipping what exists)."""
     from genofed.ingest import ingest_dataset
-    from genofed.sim import simulate_cohort
 
+    build_cohorts(directory / "cohorts", seed=seed, length_mb=length_mb, scale=scale,
+                  report=report)
     for node in NODES:
         node_dir = directory / "nodes" / node.id
         if not (node_dir / CONFIG_FILE).is_file():
@@ -79,14 +94,6 @@ def build(directory: Path, *, length_mb: float = 1.0, scale: float = 1.0,
             report(f"node {node.id} ({node.country}): created, keys generated")
         for dataset in node.datasets:
             cohort = directory / "cohorts" / dataset.id
-            if not (cohort / "dataset.json").is_file():
-                samples = max(20, round(dataset.samples * scale))
-                summary = simulate_cohort(cohort, samples=samples, seed=dataset.seed,
-                                          length_mb=length_mb, population=dataset.population,
-                                          dataset_id=dataset.id, access_tier=dataset.tier,
-                                          overwrite=True)
-                report(f"{dataset.id}: simulated {summary.n_samples} individuals "
-                       f"({dataset.population}), {summary.n_variants:,} variants")
             result = ingest_dataset(node_dir, dataset.id, cohort / "cohort.vcf.gz",
                                     phenopackets=cohort / "phenopackets",
                                     metadata=cohort / "dataset.json",
@@ -94,6 +101,48 @@ def build(directory: Path, *, length_mb: float = 1.0, scale: float = 1.0,
                                     genes=cohort / "genes.bed")
             if not result.unchanged:
                 report(f"{dataset.id}: ingested into node {node.id} ({dataset.tier} tier)")
+
+
+def build_cohorts(cohorts: Path, *, seed: int, length_mb: float, scale: float,
+                  report: Report = lambda _: None) -> None:
+    """One simulation of every demo individual, cut into the datasets (`cohorts/{dataset id}`)."""
+    datasets = [dataset for node in NODES for dataset in node.datasets]
+    plan = json.dumps({"seed": seed, "length_mb": length_mb, "scale": scale, "datasets": [
+        {"id": d.id, "tier": d.tier, "population": d.population,
+         "samples": d.scaled_samples(scale)} for d in datasets]}, indent=2) + "\n"
+    plan_file = cohorts / POOLED_DIR / PLAN_FILE
+    if (plan_file.is_file() and plan_file.read_text(encoding="utf-8") == plan
+            and all((cohorts / d.id / "dataset.json").is_file() for d in datasets)):
+        report(f"cohorts of seed {seed} reused from {cohorts}")
+        return
+    from genofed.sim import Share, read_populations, simulate_cohort, split_cohort
+
+    plan_file.unlink(missing_ok=True)  # a run stopped half-way leaves no plan that matches
+    per_population: dict[str, int] = {}
+    for dataset in datasets:
+        per_population[dataset.population] = (per_population.get(dataset.population, 0)
+                                              + dataset.scaled_samples(scale))
+    pooled = simulate_cohort(cohorts / POOLED_DIR, samples=sum(per_population.values()),
+                             seed=seed, length_mb=length_mb, population=per_population,
+                             dataset_id=POOLED_ID, sample_prefix=POOLED_SAMPLE_PREFIX,
+                             overwrite=True)
+    # Each dataset takes the next individuals of its population, in the pooled order.
+    unassigned: dict[str, list[str]] = {}
+    for sample, population in read_populations(pooled.populations).items():
+        unassigned.setdefault(population, []).append(sample)
+    mix = ", ".join(f"{population} {len(names)}" for population, names in unassigned.items())
+    report(f"simulated one population history (seed {seed}): {pooled.n_samples} individuals "
+           f"({mix}), {pooled.n_variants:,} variants")
+    shares = []
+    for dataset in datasets:
+        pool, count = unassigned[dataset.population], dataset.scaled_samples(scale)
+        shares.append(Share(dataset.id, dataset.tier, tuple(pool[:count])))
+        del pool[:count]
+    summaries = split_cohort(pooled, cohorts, shares, overwrite=True)
+    report("split into " + ", ".join(f"{s.dataset_id} ({s.n_samples} {s.population})"
+                                     for s in summaries)
+           + f": the same {pooled.n_variants:,} sites and planted causal variants in each")
+    plan_file.write_text(plan, encoding="utf-8")
 
 
 @contextlib.contextmanager

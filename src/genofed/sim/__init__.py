@@ -15,6 +15,7 @@ except ImportError as missing:
                           hint="install the simulation extra: pip install 'genofed[sim]' "
                                "(scripts/bootstrap.sh does)") from None
 
-from genofed.sim.cohort import CohortSummary, simulate_cohort
+from genofed.sim.cohort import CohortSummary, read_populations, simulate_cohort
+from genofed.sim.split import Share, split_cohort
 
-__all__ = ["CohortSummary", "simulate_cohort"]
+__all__ = ["CohortSummary", "Share", "read_populations", "simulate_cohort", "split_cohort"]

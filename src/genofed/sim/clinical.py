@@ -92,5 +92,15 @@ def phenopacket_json(individual: Individual, *, packet_id: str, terms: ClinicalV
         "resources": [resource.as_dict() for resource in resources],
         "phenopacketSchemaVersion": "2.0",
     }
-    message = json_format.ParseDict(packet, phenopackets.Phenopacket())
+    return _canonical_json(json_format.ParseDict(packet, phenopackets.Phenopacket()))
+
+
+def relabelled_phenopacket_json(text: str, *, packet_id: str) -> str:
+    """A packet written by `phenopacket_json`, with a new packet id and otherwise the same."""
+    message = json_format.Parse(text, phenopackets.Phenopacket())
+    message.id = packet_id
+    return _canonical_json(message)
+
+
+def _canonical_json(message: phenopackets.Phenopacket) -> str:
     return str(json_format.MessageToJson(message, indent=2)) + "\n"

@@ -6,7 +6,8 @@
 * `phenopackets/{sample}.json`: one GA4GH Phenopacket v2 per individual;
 * `truth.json`: the planted traits, their causal variants and every individual's trait values;
 * `dataset.json`: dataset metadata (genofed.store.metadata) with DUO data-use terms;
-* `populations.tsv`: each sample's population label;
+* `populations.tsv`: each sample's population label (a cohort may mix populations of the model:
+  then all of them come from one simulated history and share its variants);
 * `genes.bed`: a synthetic gene table for the simulated region (for `ingest --genes`; the names
   are made up, not a real annotation).
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -70,6 +71,7 @@ class CohortSummary:
     dataset_metadata: Path
     populations: Path
     dataset_id: str
+    #: The populations sampled, in the model's order, joined by "+": "CEU", "YRI+CEU".
     population: str
     seed: int
     n_samples: int
@@ -80,11 +82,17 @@ class CohortSummary:
 
 
 def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float = 1.0,
-                    population: str = "CEU", dataset_id: str | None = None,
+                    population: str | Mapping[str, int] = "CEU", dataset_id: str | None = None,
                     sample_prefix: str | None = None, access_tier: str = "controlled",
                     threads: int = 2, progress: Callable[[str, float], None] | None = None,
                     overwrite: bool = False, missing_rate: float = 0.0) -> CohortSummary:
     """Simulate `samples` diploid individuals of `population` over chr20:1-length_mb Mb.
+
+    `population` names one population of the model (YRI, CEU or CHB), or maps several to how
+    many individuals each contributes (the counts summing to `samples`), e.g. {"CEU": 480,
+    "YRI": 120}: one simulated history, so the populations share variants, with the traits
+    planted over everyone. Individuals come in the model's population order (YRI, CEU, CHB);
+    `populations.tsv` says whose is whose.
 
     `progress(stage, fraction)` is called as work advances; the stages, in order, are
     "simulate", "vcf", "index", "traits", "phenopackets" and "metadata". Existing output files
@@ -94,10 +102,8 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
     """
     if not 0.0 <= missing_rate < 0.5:
         raise ValueError(f"missing_rate must be at least 0 and below 0.5, not {missing_rate}")
-    populations = genotypes.population_names()
-    if population not in populations:
-        raise ValueError(f"unknown population {population!r}; {genotypes.MODEL_ID} has "
-                         f"{', '.join(populations)}")
+    counts = _individuals_per_population(population, samples)
+    label = genotypes.population_label(counts)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
     if samples < 10:
@@ -111,7 +117,8 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
     if threads < 1:
         raise ValueError(f"threads must be at least 1, not {threads}")
     tier = _access_tier(access_tier)
-    dataset_id = dataset_id if dataset_id is not None else f"sim-{population.lower()}-{seed}"
+    dataset_id = (dataset_id if dataset_id is not None
+                  else f"sim-{label.lower().replace('+', '-')}-{seed}")
     if not re.match(DATASET_ID_PATTERN, dataset_id):
         raise ValueError(f"dataset id {dataset_id!r} must match {DATASET_ID_PATTERN}")
     sample_prefix = sample_prefix if sample_prefix is not None else f"{dataset_id.upper()}-S"
@@ -124,7 +131,7 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
         out_dir=out_dir, vcf=out_dir / VCF_NAME, vcf_index=out_dir / INDEX_NAME,
         phenopackets_dir=out_dir / PHENOPACKETS_DIR, truth=out_dir / TRUTH_NAME,
         dataset_metadata=out_dir / DATASET_NAME, populations=out_dir / POPULATIONS_NAME,
-        dataset_id=dataset_id, population=population, seed=seed, n_samples=samples,
+        dataset_id=dataset_id, population=label, seed=seed, n_samples=samples,
         n_variants=0, n_cases=0, length_bp=length_bp)
     _prepare_output(summary, overwrite=overwrite)
 
@@ -141,13 +148,14 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
     report("simulate", 0.0)
     # msprime wants a seed in 1..2**32-1; derive one rather than pass the user's seed verbatim.
     msprime_seed = int(ancestry_stream.generate_state(1)[0] % (2**32 - 2)) + 1
-    ancestry = genotypes.simulate_ancestry(population=population, individuals=samples,
+    ancestry = genotypes.simulate_ancestry(individuals_per_population=counts,
                                            length_bp=length_bp, seed=msprime_seed)
     report("simulate", 1.0)
 
+    sampled = (f"population {label}" if len(counts) == 1 else
+               "populations " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     source = (f"genofed sim: stdpopsim {stdpopsim.__version__} {genotypes.SPECIES_ID} "
-              f"{genotypes.MODEL_ID} population {population}, msprime {msprime.__version__}, "
-              f"seed {seed}")
+              f"{genotypes.MODEL_ID} {sampled}, msprime {msprime.__version__}, seed {seed}")
     sites = genotypes.write_vcf(ancestry, summary.vcf, sample_names=sample_names, source=source,
                                 threads=threads, progress=progress, missing_rate=missing_rate,
                                 missing_rng=np.random.default_rng(missing_stream))
@@ -158,7 +166,7 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
                                   np.random.default_rng(trait_stream))
     report("traits", 1.0)
 
-    created = _EPOCH + timedelta(days=seed % 366)
+    created = created_date(seed)
     individuals = _clinical_details(sample_names, planted, np.random.default_rng(clinical_stream))
     terms = ClinicalVocabulary.load()
     summary.phenopackets_dir.mkdir(exist_ok=True)
@@ -176,12 +184,59 @@ def simulate_cohort(out_dir: Path, *, samples: int, seed: int, length_mb: float 
     _write_text(summary.truth, json.dumps(
         _truth(summary, ancestry.provenance(), planted, individuals, terms), indent=2) + "\n")
     _write_text(summary.dataset_metadata,
-                _dataset_metadata(summary, tier, created).to_json() + "\n")
-    _write_text(summary.populations, "sample\tpopulation\n" + "".join(
-        f"{name}\t{population}\n" for name in sample_names))
+                _dataset_metadata(summary, tier, created, counts).to_json() + "\n")
+    write_populations(summary.populations, zip(
+        sample_names, genotypes.individual_populations(ancestry.tree_sequence), strict=True))
     _write_text(out_dir / GENES_NAME, synthetic_gene_table(genotypes.VCF_CHROM, length_bp))
     report("metadata", 1.0)
     return summary
+
+
+def _individuals_per_population(population: str | Mapping[str, int],
+                                 samples: int) -> dict[str, int]:
+    """`population` as counts in the model's order, checked against the model and `samples`."""
+    known = genotypes.population_names()
+    counts = {population: samples} if isinstance(population, str) else dict(population)
+    if not counts:
+        raise ValueError("population must name at least one population")
+    for name, count in counts.items():
+        if name not in known:
+            raise ValueError(f"unknown population {name!r}; {genotypes.MODEL_ID} has "
+                             f"{', '.join(known)}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"population {name} needs a positive number of individuals, "
+                             f"not {count!r}")
+    if sum(counts.values()) != samples:
+        listed = ", ".join(f"{name} {count}" for name, count in counts.items())
+        raise ValueError(f"the population counts ({listed}) sum to {sum(counts.values())}, "
+                         f"but samples is {samples}; make them agree")
+    return genotypes.in_model_order(counts)
+
+
+def created_date(seed: int) -> date:
+    """The date metadata and packets carry: derived from the seed, never the clock."""
+    return _EPOCH + timedelta(days=seed % 366)
+
+
+def write_populations(path: Path, labels: Iterable[tuple[str, str]]) -> None:
+    """`populations.tsv`: a header, then one `sample<TAB>population` line per individual."""
+    _write_text(path, "sample\tpopulation\n" + "".join(
+        f"{sample}\t{population}\n" for sample, population in labels))
+
+
+def read_populations(path: Path) -> dict[str, str]:
+    """A `populations.tsv` as {sample: population}, in file order."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != "sample\tpopulation":
+        raise ValueError(f"{path}: expected the header 'sample<TAB>population'")
+    labels: dict[str, str] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        sample, separator, population = line.partition("\t")
+        if not separator or not sample or not population or sample in labels:
+            raise ValueError(f"{path}, line {number}: expected a new sample, a tab and its "
+                             f"population, not {line!r}")
+        labels[sample] = population
+    return labels
 
 
 def synthetic_gene_table(contig: str, length_bp: int) -> str:
@@ -305,7 +360,10 @@ def _truth(summary: CohortSummary, provenance: dict[str, object],
     }
 
 
-def _dataset_metadata(summary: CohortSummary, tier: AccessTier, created: date) -> DatasetMetadata:
+def _dataset_metadata(summary: CohortSummary, tier: AccessTier, created: date,
+                      counts: Mapping[str, int], origin: str = "") -> DatasetMetadata:
+    """The dataset's metadata; `origin`, when given, is a sentence on where its individuals came
+    from (a share of a larger simulation), placed after the simulation's description."""
     def term(source: Term) -> OntologyTerm:
         return OntologyTerm(id=source.id, label=source.label)
 
@@ -317,14 +375,19 @@ def _dataset_metadata(summary: CohortSummary, tier: AccessTier, created: date) -
         data_use = DuoDataUse(id=vocabulary.DUO_GENERAL_RESEARCH_USE.id,
                               label=vocabulary.DUO_GENERAL_RESEARCH_USE.label)
     region = f"chr{genotypes.VCF_CHROM}:1-{summary.length_bp}"
+    names = list(counts)
+    sampled = (f"{summary.population} population" if len(names) == 1 else
+               ", ".join(f"{name} ({counts[name]})" for name in names[:-1])
+               + f" and {names[-1]} ({counts[names[-1]]}) populations")
     return DatasetMetadata(
         id=summary.dataset_id,
         name=f"Simulated {summary.population} cohort ({summary.n_samples} individuals)",
         description=(
             f"Synthetic data, no real people: {summary.n_samples} diploid individuals of the "
-            f"{summary.population} population simulated with stdpopsim "
+            f"{sampled} simulated with stdpopsim "
             f"({genotypes.SPECIES_ID} {genotypes.MODEL_ID}, msprime engine) over GRCh38 {region} "
-            f"({summary.n_variants} variant sites), seed {summary.seed}. Phenopackets carry a "
+            f"({summary.n_variants} variant sites), seed {summary.seed}. "
+            f"{origin + ' ' if origin else ''}Phenopackets carry a "
             "planted quantitative trait (LDL cholesterol) and a planted binary trait "
             "(bilateral tonic-clonic seizures / idiopathic generalized epilepsy)."),
         version="1",
@@ -332,7 +395,7 @@ def _dataset_metadata(summary: CohortSummary, tier: AccessTier, created: date) -
         access_tier=tier,
         data_use_conditions=DataUseConditions(duo_data_use=[data_use]),
         population=summary.population,
-        keywords=["synthetic", "simulation", summary.population, "GWAS"],
+        keywords=["synthetic", "simulation", *names, "GWAS"],
         create_date_time=f"{created.isoformat()}T00:00:00Z",
         update_date_time=f"{created.isoformat()}T00:00:00Z",
     )

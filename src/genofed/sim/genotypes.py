@@ -8,7 +8,7 @@ at a time, because the benchmark cohort is about a gigabyte of text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,22 +46,43 @@ def contig_length_limit() -> int:
     return int(stdpopsim.get_species(SPECIES_ID).get_contig(CHROMOSOME).length)
 
 
+def population_label(individuals_per_population: Mapping[str, int]) -> str:
+    """The populations sampled, in the model's order, joined by "+" ("CEU", "YRI+CEU")."""
+    return "+".join(name for name in population_names() if name in individuals_per_population)
+
+
+def in_model_order(individuals_per_population: Mapping[str, int]) -> dict[str, int]:
+    """The same counts keyed in the model's population order, which is the order msprime gives
+    the individuals (whatever order the mapping lists them in)."""
+    return {name: individuals_per_population[name] for name in population_names()
+            if name in individuals_per_population}
+
+
 @dataclass(frozen=True, slots=True)
 class Ancestry:
     """A simulated tree sequence and the parameters it came from."""
 
     tree_sequence: tskit.TreeSequence
+    #: The populations sampled, as `population_label` writes them.
     population: str
     length_bp: int
     mutation_rate: float
     recombination_rate: float
+    #: Individuals sampled per population, in the model's order.
+    individuals_per_population: tuple[tuple[str, int], ...] = ()
 
     def provenance(self) -> dict[str, object]:
+        # A one-population simulation's provenance stays as it was before mixes existed, so
+        # its truth.json (and every cohort simulated before) is unchanged.
+        mix: dict[str, object] = (
+            {"individuals_per_population": dict(self.individuals_per_population)}
+            if len(self.individuals_per_population) > 1 else {})
         return {
             "species": SPECIES_ID,
             "demographic_model": MODEL_ID,
             "engine": "msprime",
             "population": self.population,
+            **mix,
             "chromosome": CHROMOSOME,
             "region": {"start": 1, "end": self.length_bp},
             "mutation_rate": self.mutation_rate,
@@ -73,19 +94,28 @@ class Ancestry:
         }
 
 
-def simulate_ancestry(*, population: str, individuals: int, length_bp: int,
+def simulate_ancestry(*, individuals_per_population: Mapping[str, int], length_bp: int,
                       seed: int) -> Ancestry:
-    """Simulate `individuals` diploid people from `population` over chr20:1-length_bp."""
+    """Simulate diploid people over chr20:1-length_bp: as many from each population of the model
+    as `individuals_per_population` says, all in one history (one set of genealogies), so they
+    share variants as real populations do. Individuals come in the model's population order."""
     species = stdpopsim.get_species(SPECIES_ID)
     model = species.get_demographic_model(MODEL_ID)
     contig = species.get_contig(CHROMOSOME, left=0, right=length_bp,
                                 mutation_rate=model.mutation_rate)
     engine = stdpopsim.get_engine("msprime")
-    tree_sequence = engine.simulate(model, contig, {population: individuals}, seed=seed)
+    counts = in_model_order(individuals_per_population)
+    tree_sequence = engine.simulate(model, contig, counts, seed=seed)
     rates = contig.recombination_map.rate
     recombination_rate = float(rates[0]) if len(rates) else 0.0
-    return Ancestry(tree_sequence, population, length_bp, float(model.mutation_rate),
-                    recombination_rate)
+    return Ancestry(tree_sequence, population_label(counts), length_bp,
+                    float(model.mutation_rate), recombination_rate, tuple(counts.items()))
+
+
+def individual_populations(tree_sequence: tskit.TreeSequence) -> list[str]:
+    """Each individual's population name, in the order of `individual_sample_nodes`."""
+    names = [population.metadata["name"] for population in tree_sequence.populations()]
+    return [names[index] for index in tree_sequence.individuals_population]
 
 
 @dataclass(frozen=True, slots=True)
