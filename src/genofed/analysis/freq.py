@@ -1,0 +1,144 @@
+"""Genotype counts per variant and group (node side), and what plink2 derives from them
+(coordinator side): allele frequencies (`--freq`), Hardy-Weinberg statistics (`--hardy`) and
+missingness (`--missing`), for the pooled individuals of every node.
+
+Node side, :func:`genotype_counts` returns an int64 array (variants, groups, 4) of
+[hom-ref, het, hom-alt, missing] counts; its shape depends only on the job (its variants and
+groups), so the arrays of all nodes, and of all datasets at a node, are summed elementwise.
+A variant a dataset lacks is missing for all of its individuals (as in the pooled file
+`bcftools merge` writes), so it adds to `missing` only.
+
+Coordinator side, the functions take the summed counts with any leading shape (..., 4), e.g.
+(variants, groups, 4) or one group's (variants, 4), and return arrays of that leading shape.
+Calls are diploid (autosomes): plink2's haploid handling of chrX, chrY and MT is not mirrored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+from dask.base import compute
+
+from genofed.analysis import data
+from genofed.analysis.hwe import hwe_exact_p
+
+HOM_REF, HET, HOM_ALT, MISSING = range(4)
+
+
+def genotype_counts(dosages: data.Dosages, groups: np.ndarray) -> np.ndarray:
+    """[hom-ref, het, hom-alt, missing] counts per variant and group: int64 (variants, G, 4).
+
+    `groups` is a (G, n) bool matrix over the cohort's individuals (row g: who is in group g;
+    groups may overlap). The counts come from three matrix products streamed over the Dask
+    chunks, observed @ groups.T, g @ groups.T and g**2 @ groups.T (g the dosage with missing
+    as 0), which give exact integers in float64 for dosages 0, 1 and 2: het + 2 hom-alt = sum g
+    and het + 4 hom-alt = sum g**2.
+    """
+    groups = np.asarray(groups)
+    dosage = dosages.dosage
+    variants, n = dosage.shape
+    if groups.ndim != 2 or groups.shape[1] != n or groups.dtype != np.bool_:
+        raise ValueError(f"groups must be a bool matrix (G, {n}); got {groups.dtype} "
+                         f"{groups.shape}")
+    g_count = groups.shape[0]
+    if variants == 0 or n == 0:
+        counts = np.zeros((variants, g_count, 4), dtype=np.int64)
+        counts[..., MISSING] = groups.sum(axis=1)
+        return counts
+    members = da.from_array(groups.T.astype(np.float64), chunks=(dosage.chunks[1], g_count))
+    observed = ~da.isnan(dosage)
+    g = da.where(observed, dosage, 0.0)
+    sums = compute(observed.astype(np.float64) @ members, g @ members, (g * g) @ members)
+    nonmissing, alt, alt_sq = (np.rint(s).astype(np.int64) for s in sums)
+    hom_alt = (alt_sq - alt) // 2
+    het = alt - 2 * hom_alt
+    counts = np.empty((variants, g_count, 4), dtype=np.int64)
+    counts[..., HOM_REF] = nonmissing - het - hom_alt
+    counts[..., HET] = het
+    counts[..., HOM_ALT] = hom_alt
+    counts[..., MISSING] = groups.sum(axis=1)[None, :] - nonmissing
+    return counts
+
+
+@dataclass(frozen=True)
+class FrequencyTable:
+    """Per variant (and group): plink2 `--freq` ALT_FREQS and OBS_CT, with the ALT allele
+    count (`--freq counts`: ALT_CTS) and the genotype counts."""
+
+    alt_freq: np.ndarray   # float64; NaN where nothing is observed (plink2 prints NaN)
+    alt_count: np.ndarray  # int64
+    obs_count: np.ndarray  # int64 allele observations: 2 x non-missing genotypes
+    counts: np.ndarray     # int64 (..., 4): hom-ref, het, hom-alt, missing
+
+
+def frequencies(counts: np.ndarray) -> FrequencyTable:
+    """ALT allele frequencies from genotype counts (..., 4), as plink2 `--freq` computes them
+    for diploid calls: ALT copies / (2 x non-missing genotypes)."""
+    counts = _counts(counts)
+    alt = counts[..., HET] + 2 * counts[..., HOM_ALT]
+    observed = 2 * (counts[..., HOM_REF] + counts[..., HET] + counts[..., HOM_ALT])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = alt / observed.astype(np.float64)
+    return FrequencyTable(freq, alt, observed, counts)
+
+
+@dataclass(frozen=True)
+class HardyTable:
+    """Per variant: plink2 `--hardy` O(HET_A1), E(HET_A1) and P (A1 = REF, as plink2 v2.00a3.5
+    reports biallelic variants; the three values do not depend on which allele is A1)."""
+
+    hom_ref: np.ndarray       # int64 (HOM_A1_CT)
+    het: np.ndarray           # int64 (HET_A1_CT)
+    hom_alt: np.ndarray       # int64 (TWO_AX_CT)
+    observed_het: np.ndarray  # O(HET_A1): het / non-missing; NaN where nothing is observed
+    expected_het: np.ndarray  # E(HET_A1): 2 p (1 - p)
+    p: np.ndarray             # exact test (see :mod:`.hwe`)
+
+
+def hardy(counts: np.ndarray) -> HardyTable:
+    """Hardy-Weinberg statistics from one group's genotype counts (..., 4).
+
+    E(HET_A1) is computed as plink2 `HardyReport` (plink2_misc.cc) does, from d = 2 x A1
+    frequency: d (1 - d / 2), and exactly 0 when every genotype is hom-A1.
+    """
+    counts = _counts(counts)
+    hom_ref, het, hom_alt = counts[..., HOM_REF], counts[..., HET], counts[..., HOM_ALT]
+    n = (hom_ref + het + hom_alt).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recip = 1.0 / n
+        observed = het * recip
+        double_freq = (hom_ref * 2 + het) * recip
+        expected = np.where(hom_ref == n, 0.0, double_freq * (1.0 - double_freq * 0.5))
+    return HardyTable(hom_ref, het, hom_alt, observed, expected,
+                      hwe_exact_p(het, hom_ref, hom_alt))
+
+
+@dataclass(frozen=True)
+class MissingTable:
+    """Per variant: plink2 `--missing` variant report (.vmiss) MISSING_CT, OBS_CT, F_MISS."""
+
+    missing_count: np.ndarray  # int64
+    obs_count: np.ndarray      # int64: individuals considered (missing or not), as plink2's
+    f_miss: np.ndarray         # float64 MISSING_CT / OBS_CT
+
+
+def missingness(counts: np.ndarray) -> MissingTable:
+    """Missing-call counts and rates from genotype counts (..., 4)."""
+    counts = _counts(counts)
+    total = counts.sum(axis=-1)
+    missing = counts[..., MISSING]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = missing / total.astype(np.float64)
+    return MissingTable(missing, total, rate)
+
+
+def _counts(counts: np.ndarray) -> np.ndarray:
+    counts = np.asarray(counts)
+    if counts.ndim < 1 or counts.shape[-1] != 4 or not np.issubdtype(counts.dtype, np.integer):
+        raise ValueError(f"genotype counts must be integers (..., 4); got {counts.dtype} "
+                         f"{counts.shape}")
+    if np.any(counts < 0):
+        raise ValueError("genotype counts must not be negative")
+    return counts.astype(np.int64, copy=False)
