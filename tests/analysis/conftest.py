@@ -15,17 +15,30 @@ import gzip
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from genofed.config.node import init_node
+from genofed.federation.network import (
+    Member,
+    add_member,
+    create_network,
+    join_network,
+    member_for_node,
+)
 from genofed.formats.bgzf import BgzfWriter
 from genofed.ingest import ingest_dataset
 from genofed.ontology.hpo import hpo
+from genofed.server.app import create_app
+from genofed.server.hub import create_hub_app
+from genofed.server.loopback import LoopbackServer
 from genofed.sim import simulate_cohort
-from tests.support import require_tool
+from tests.support import require_tool, served, trust_issuer
 
 SHARES = {"fi": ("FI", 1200), "se": ("SE", 1000), "nl": ("NL", 800)}
 #: The NL share lacks every DROP_EVERY-th record of the pooled cohort.
@@ -145,3 +158,55 @@ def analysis_cohort(tmp_path_factory: pytest.TempPathFactory) -> AnalysisCohort:
          "--out", prefix)
     return AnalysisCohort(root, shares, prefix, pheno, covar, merged,
                           json.loads(pooled.truth.read_text()))
+
+
+# -- the same cohort served: three nodes, a login issuer, a coordinator beside the FI node ---------
+@dataclass
+class AnalysisNetwork:
+    cohort: AnalysisCohort
+    network_file: Path
+    node_urls: dict[str, str]
+    #: The coordinator's URL (beside the FI node, signing as it).
+    hub: str
+    issuer: Any
+
+    @property
+    def node_ids(self) -> list[str]:
+        return [share.node_id for share in self.cohort.shares]
+
+    def share(self, node_id: str) -> Share:
+        return next(s for s in self.cohort.shares if s.node_id == node_id)
+
+    def token(self, granted: list[str] | None = None, *, user: str = "alice") -> str:
+        """A passport with ControlledAccessGrants visas for the `granted` datasets (default:
+        every node's dataset)."""
+        datasets = [s.dataset for s in self.cohort.shares] if granted is None else granted
+        visas = [self.issuer.visa(user, "ControlledAccessGrants", dataset, by="dac",
+                                  lifetime=6 * 3600) for dataset in datasets]
+        token: str = self.issuer.passport(user, extra_visas=visas, lifetime=6 * 3600)
+        return token
+
+    def member(self, node_id: str) -> Member:
+        return member_for_node(self.share(node_id).node, self.node_urls[node_id])
+
+
+@pytest.fixture(scope="session")
+def analysis_network(analysis_cohort: AnalysisCohort, issuer: Any,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnalysisNetwork]:
+    """The three shares on real loopback HTTP, one network file, one issuer they all trust."""
+    root = tmp_path_factory.mktemp("analysis-network")
+    network_file = root / "network.toml"
+    create_network(network_file, "analysis-net")
+    servers = {share.node_id: LoopbackServer() for share in analysis_cohort.shares}
+    for share in analysis_cohort.shares:
+        trust_issuer(share.node, issuer)
+        add_member(network_file, member_for_node(share.node, servers[share.node_id].url))
+    for share in analysis_cohort.shares:
+        join_network(share.node, network_file)
+    with ExitStack() as stack:
+        for share in analysis_cohort.shares:
+            stack.enter_context(servers[share.node_id]).start(create_app(share.node))
+        hub = stack.enter_context(served(create_hub_app(
+            network_file, analysis_cohort.shares[0].node, timeout=10.0, round_timeout=300.0)))
+        yield AnalysisNetwork(analysis_cohort, network_file,
+                              {n: s.url for n, s in servers.items()}, hub, issuer)

@@ -157,8 +157,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory,
                 "requestedGranularity": "count", "referenceName": "20", "start": "1000",
                 "end": "200000", "filters": "NCIT:C16576"}, timeout=30).raise_for_status()
             httpx.get(f"{node.url}/beacon/filtering_terms", timeout=30).raise_for_status()
-        hub_app = create_hub_app(network_file, NodePaths(nodes["fi-a"].dir, load_config(
-            nodes["fi-a"].dir)).signing_key, "fi-a", timeout=3.0)
+        hub_app = create_hub_app(network_file, nodes["fi-a"].dir, timeout=3.0)
         hub = stack.enter_context(served(hub_app))
         yield Federation(root, network_file, nodes, hub, pooled.vcf, pooled.phenopackets_dir,
                          researcher, de_visa)
@@ -305,7 +304,7 @@ def hub_for(federation: Federation, tmp_path_factory: pytest.TempPathFactory
                     update={"base_url": f"http://127.0.0.1:{port}"}))
             for member in extra:
                 add_member(path, member)
-            app = create_hub_app(path, federation.signing_key("fi-a"), "fi-a", timeout=timeout)
+            app = create_hub_app(path, federation.nodes["fi-a"].dir, timeout=timeout)
             with served(app) as url:
                 yield url
 

@@ -3,7 +3,8 @@ nodes' statistics, and nothing else about any one node's.
 
 In each round every participating node encodes its statistics (a dict of float64/int64 arrays
 whose names and shapes the job's :class:`Layout` fixes) as one vector of 64-bit fixed-point
-integers (:func:`encode`), adds pairwise masks (:func:`mask`) and signs the result
+words (:func:`encode`: an integer is one word, a float two, a high and a low part, so that sums
+keep float64's precision), adds pairwise masks (:func:`mask`) and signs the result
 (:func:`sign_contribution`). For participants i < j (ordered by node id) both derive the same
 mask from their X25519 agreement; i adds it and j subtracts it, so every mask cancels in the sum
 modulo 2**64 and the sum of the masked vectors (:func:`aggregate`) is the sum of the plain ones,
@@ -14,11 +15,11 @@ key any one masked vector, or any set of them short of all, is uniformly random.
 What this protects against: a coordinator that follows the protocol but reads everything it
 receives, also when it colludes with some nodes: together they learn the sum of the honest nodes'
 statistics, never one honest node's alone, as long as two honest nodes take part. What it does
-not: a coordinator that claims a node dropped out although its contribution arrived, and has
-the round redone without it, can subtract the two sums and read that node's statistics. The job
-protocol must bound redos (e.g. a node refuses a new attempt once it has seen the previous
-attempt's sum published). Nor is the sum itself secret: job types release aggregates over many
-individuals.
+not: a coordinator that obtains two sums over participant sets differing by one node (a round
+redone without a node that "dropped out") could subtract them. The job protocol bounds that
+(:meth:`genofed.analysis.node.AnalysisNode._check_round`): a node answers each round once, and
+refuses a restart without a node once statistics including that node were pooled. Nor is the
+sum itself secret: job types release aggregates over many individuals.
 """
 
 from __future__ import annotations
@@ -40,11 +41,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from genofed.errors import AggregationError, ContributionRefused, EncodingError, StorageError
 
-#: Fraction bits of a float64 field unless its layout says otherwise. Rounding to the nearest
-#: multiple of 2**-22 errs by at most 2**-23 (1.2e-7) per node and value, so a sum over n nodes
-#: keeps 1e-9 relative precision from |sum| >= 120 n up to 2**41 (2.2e12), where int64 ends;
-#: each node's value must stay below 2**41 / 2**ceil(log2(max_participants)).
-DEFAULT_FLOAT_BITS = 22
+#: Fraction bits of a float64 field unless its layout says otherwise. A float travels as two
+#: words (a signed high and an unsigned low part of one fixed-point number, summed apart and
+#: joined after decoding), so 48 fraction bits err by at most 2**-49 (1.8e-15) per node and
+#: value while values up to ~1e20 still fit: sums keep float64's own precision wherever the
+#: pooled statistic is not itself ~1e-15 (a GWAS sum over individuals that nearly cancels, a
+#: rare variant's, must stay exact well beyond 1e-6 relative).
+DEFAULT_FLOAT_BITS = 48
 #: How many nodes a layout's range is reserved for, unless it says otherwise (see :class:`Layout`).
 DEFAULT_MAX_PARTICIPANTS = 32
 _MAX_PARTICIPANTS = 1024
@@ -96,7 +99,13 @@ class Field:
 
     @property
     def size(self) -> int:
+        """Values in the field."""
         return math.prod(self.shape)
+
+    @property
+    def words(self) -> int:
+        """uint64 words per value: integers one, floats two (high and low part)."""
+        return 1 if self.dtype == "int64" else 2
 
 
 @dataclass(frozen=True)
@@ -136,12 +145,20 @@ class Layout:
 
     @property
     def size(self) -> int:
-        """Elements of the encoded vector."""
-        return sum(f.size for f in self.fields)
+        """Elements (uint64 words) of the encoded vector."""
+        return sum(f.size * f.words for f in self.fields)
+
+    @property
+    def low_bits(self) -> int:
+        """Bits of a float's low word: the sum of `max_participants` low words fits in 63."""
+        return 63 - _headroom(self.max_participants)
 
     def limit(self, field: Field) -> float:
         """The magnitude a node's value of `field` must stay below."""
-        return math.ldexp(1.0, 63 - _headroom(self.max_participants) - field.fraction_bits)
+        top = 63 - _headroom(self.max_participants)
+        if field.words == 2:
+            top += self.low_bits
+        return math.ldexp(1.0, top - field.fraction_bits)
 
     def to_json(self) -> str:
         return json.dumps({"maxParticipants": self.max_participants,
@@ -164,7 +181,8 @@ def fraction_bits(bound: float, *, max_participants: int = DEFAULT_MAX_PARTICIPA
     `bound` in magnitude (public: from the job, never from one node's data)."""
     if not (math.isfinite(bound) and bound > 0):
         raise AggregationError(f"bound {bound} is not a positive number")
-    bits = 62 - _headroom(max_participants) - math.floor(math.log2(bound))
+    headroom = _headroom(max_participants)
+    bits = 62 - headroom + (63 - headroom) - math.floor(math.log2(bound))
     if bits < 0:
         raise AggregationError(f"no fixed-point encoding carries values up to {bound:g} for "
                                f"{max_participants} participants")
@@ -188,12 +206,14 @@ def encode(arrays: Mapping[str, np.ndarray], layout: Layout) -> np.ndarray:
         if value.shape != field.shape:
             raise EncodingError(field.name, f"field {field.name!r}: shape {value.shape}, the "
                                             f"layout says {field.shape}")
-        target = out[offset:offset + field.size]
+        target = out[offset:offset + field.size * field.words]
         if field.dtype == "int64":
             target[:] = _encode_integers(field, value.reshape(-1), layout)
         else:
-            target[:] = _encode_floats(field, value.reshape(-1), layout)
-        offset += field.size
+            high, low = _encode_floats(field, value.reshape(-1), layout)
+            target[:field.size] = high
+            target[field.size:] = low
+        offset += field.size * field.words
     return out
 
 
@@ -219,14 +239,19 @@ def _encode_integers(field: Field, flat: np.ndarray, layout: Layout) -> np.ndarr
     return values.view(np.uint64)
 
 
-def _encode_floats(field: Field, flat: np.ndarray, layout: Layout) -> np.ndarray:
+def _encode_floats(field: Field, flat: np.ndarray,
+                   layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """(high, low) words of round(value * 2**bits): high the floor of it over 2**low_bits
+    (two's complement), low the rest (0 <= low < 2**low_bits). Exact: scaling by a power of two
+    is, and so is splitting an integer-valued float at a power of two."""
     if flat.dtype.kind not in "iubf":
         raise EncodingError(field.name, f"field {field.name!r} is float64; got {flat.dtype}")
-    # Scaling by a power of two is exact; one pass over |scaled| < limit also catches NaN and
-    # infinities (their comparisons are false), which are then told apart for the message.
     scaled: np.ndarray = np.multiply(flat, 2.0 ** field.fraction_bits, dtype=np.float64)
     np.rint(scaled, out=scaled)
-    limit = 2.0 ** (63 - _headroom(layout.max_participants))
+    # One pass over |scaled| < limit also catches NaN and infinities (their comparisons are
+    # false), which are then told apart for the message.
+    low_bits = layout.low_bits
+    limit = 2.0 ** (63 - _headroom(layout.max_participants) + low_bits)
     bad = ~(np.abs(scaled) < limit)
     if bad.any():
         finite = np.isfinite(flat)
@@ -236,23 +261,38 @@ def _encode_floats(field: Field, flat: np.ndarray, layout: Layout) -> np.ndarray
                                         f"{layout.limit(field):.6g} with {field.fraction_bits} "
                                         f"fraction bits for up to {layout.max_participants} "
                                         f"participants)")
-    return scaled.astype(np.int64).view(np.uint64)
+    unit = 2.0 ** low_bits
+    high = np.floor(scaled / unit)
+    # Below 2**62 in magnitude the integer is held in int64 and split with bit operations;
+    # above, `scaled` is a multiple of 2**10 or more, and the float difference is exact.
+    small = np.abs(scaled) < 2.0 ** 62
+    whole = np.where(small, scaled, 0.0).astype(np.int64)
+    low = np.where(small, whole & np.int64((1 << low_bits) - 1),
+                   (scaled - high * unit).astype(np.int64) if not small.all() else 0)
+    high = np.where(small, whole >> low_bits, high.astype(np.int64))
+    return high.astype(np.int64).view(np.uint64), np.asarray(low, dtype=np.int64).view(
+        np.uint64)
 
 
 def decode(total: np.ndarray, layout: Layout) -> dict[str, np.ndarray]:
-    """The summed statistics from the sum of encoded (or masked) vectors: float64 for float
-    fields (the integer sum scaled by 2**-bits: exact up to float64's 53 bits), int64 for
-    integer fields (exact)."""
+    """The summed statistics from the sum of encoded (or masked) vectors: int64 for integer
+    fields (exact), float64 for float fields (the high and low sums joined in extended
+    precision, then scaled by 2**-bits: the exact sum, rounded once to float64)."""
     vector = _vector(total, layout.size)
     signed = vector.view(np.int64)
     arrays: dict[str, np.ndarray] = {}
     offset = 0
+    unit = np.longdouble(2.0) ** layout.low_bits
     for field in layout.fields:
-        part = signed[offset:offset + field.size]
-        value = part.copy() if field.dtype == "int64" else \
-            part.astype(np.float64) * 2.0 ** -field.fraction_bits  # exact: a power of two
+        if field.dtype == "int64":
+            value = signed[offset:offset + field.size].copy()
+        else:
+            high = signed[offset:offset + field.size].astype(np.longdouble)
+            low = vector[offset + field.size:offset + 2 * field.size].astype(np.longdouble)
+            value = ((high * unit + low) * np.longdouble(2.0) ** -field.fraction_bits).astype(
+                np.float64)
         arrays[field.name] = value.reshape(field.shape)
-        offset += field.size
+        offset += field.size * field.words
     return arrays
 
 
@@ -405,32 +445,36 @@ def aggregate(vectors: Sequence[np.ndarray]) -> np.ndarray:
 
 
 # -- integrity -----------------------------------------------------------------------------------
-def _digest(masked: np.ndarray, context: RoundContext) -> bytes:
-    """SHA-256 of label, context (length-prefixed) and vector (little-endian uint64)."""
+def _digest(masked: np.ndarray | bytes, context: RoundContext) -> bytes:
+    """SHA-256 of label, context (length-prefixed) and contribution: a vector (as its
+    little-endian uint64 bytes, :func:`to_bytes`) or a whole message's bytes."""
     encoded = context.encoded()
     digest = hashlib.sha256(_CONTRIBUTION)
     digest.update(len(encoded).to_bytes(4, "big"))
     digest.update(encoded)
-    vector = _vector(masked).astype("<u8", copy=False)
-    digest.update(np.ascontiguousarray(vector).data)
+    if isinstance(masked, bytes):
+        digest.update(masked)
+    else:
+        vector = _vector(masked).astype("<u8", copy=False)
+        digest.update(np.ascontiguousarray(vector).data)
     return digest.digest()
 
 
 _ES256 = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
 
 
-def sign_contribution(masked: np.ndarray, context: RoundContext,
+def sign_contribution(masked: np.ndarray | bytes, context: RoundContext,
                       signing_key: ec.EllipticCurvePrivateKey) -> bytes:
     """An ES256 signature (64 bytes, r || s as JWS writes it) over the contribution: SHA-256
-    of the context and the masked vector, so that a vector altered in transit, or replayed into
-    another round or attempt, is refused."""
+    of the context and the masked vector (or a node's whole answer, as bytes), so that a
+    contribution altered in transit, or replayed into another round or attempt, is refused."""
     if not isinstance(signing_key.curve, ec.SECP256R1):
         raise AggregationError(f"ES256 needs a P-256 key, not {signing_key.curve.name}")
     r, s = utils.decode_dss_signature(signing_key.sign(_digest(masked, context), _ES256))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def verify_contribution(masked: np.ndarray, context: RoundContext, signature: bytes,
+def verify_contribution(masked: np.ndarray | bytes, context: RoundContext, signature: bytes,
                         public_key: ec.EllipticCurvePublicKey, *, node_id: str) -> None:
     """Raises :class:`ContributionRefused` (naming `node_id`) unless `signature` is the node's
     over this vector in this context; the caller then redoes the round without the node."""

@@ -9,7 +9,8 @@ import typer
 from genofed.cli.output import console, fail
 
 app = typer.Typer(help="Run the coordinator that answers for the whole network (Beacon "
-                  "network under /network/beacon).", no_args_is_help=True)
+                  "network under /network/beacon) and runs federated analyses "
+                  "(/analysis/jobs).", no_args_is_help=True)
 
 
 @app.command("serve")
@@ -28,16 +29,16 @@ def serve(
     each node decides access for itself) and merge the answers, with every node's status."""
     import uvicorn
 
-    from genofed.config.node import NodePaths, load_config
+    from genofed.config.node import load_config
     from genofed.federation.hub import PREFIX
     from genofed.server.hub import create_hub_app
 
     try:
         config = load_config(node)
-        app = create_hub_app(network_file, NodePaths(node, config).signing_key, config.node_id,
-                             timeout=timeout)
+        app = create_hub_app(network_file, node, timeout=timeout)
     except OSError as exc:
         fail(str(exc))
-    console.print(f"Beacon network at http://{host}:{port}{PREFIX} (signing as "
-                  f"{config.node_id}, {timeout:g} s per member)")
+    console.print(f"Beacon network at http://{host}:{port}{PREFIX}, federated analyses at "
+                  f"http://{host}:{port}/analysis/jobs (signing as {config.node_id}, "
+                  f"{timeout:g} s per member)")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from genofed.cli import access as access_cli
+from genofed.cli import analysis as analysis_cli
 from genofed.cli import audit as audit_cli
 from genofed.cli import data, demo, node, serve, sim
 from genofed.cli import files as files_cli
@@ -22,7 +23,8 @@ app = typer.Typer(
     "A node keeps its genomes and clinical data at home, encrypted; researchers discover what "
     "exists (GA4GH Beacon v2), apply to each dataset's committee (DUO consent, GA4GH Passport "
     "visas), stream the slices they were granted (htsget + Crypt4GH), and query every country "
-    "at once through a coordinator. Start with `genofed demo`, or `genofed node init`.",
+    "at once through a coordinator, and run analyses across countries where only aggregates "
+    "leave a node. Start with `genofed demo`, or `genofed node init`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -35,6 +37,7 @@ app.add_typer(audit_cli.app, name="audit")
 app.add_typer(issuer_cli.app, name="issuer")
 app.add_typer(network_cli.app, name="network")
 app.add_typer(hub_cli.app, name="hub")
+app.add_typer(analysis_cli.app, name="analysis")
 app.add_typer(files_cli.app, name="files")
 app.command("ingest")(data.ingest)
 app.command("sites")(data.sites)

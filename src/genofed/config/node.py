@@ -44,6 +44,21 @@ class DisclosureSettings(BaseModel):
     budget_window_seconds: int = Field(default=3600, ge=1)
 
 
+class AnalysisSettings(BaseModel):
+    """Federated analyses at this node (owned by `genofed.analysis`): what it contributes to,
+    and where its statistics are computed."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: The fewest individuals this node contributes statistics about, in any job.
+    min_individuals: int = Field(default=50, ge=2)
+    #: Results only for variants whose pooled minor allele count reaches this (a job may ask
+    #: for more, never for less).
+    min_mac: int = Field(default=10, ge=1)
+    #: A dask.distributed scheduler (e.g. tcp://10.0.0.5:8786) for a node that outgrows one
+    #: machine; empty = Dask's local threads.
+    scheduler: str = ""
+
+
 class VisaTrust(BaseModel):
     """One entry of the visa trust allow-list: visas from `iss` are accepted only when their `jku`
     is exactly this URL, checked before any key is fetched (GA4GH Passport v1.2)."""
@@ -86,6 +101,7 @@ class NodeConfig(BaseModel):
     keys_dir: str = "keys"
     server: ServerSettings = Field(default_factory=ServerSettings)
     disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
 
@@ -109,6 +125,10 @@ class NodePaths:
         self.signing_key = self.keys / "signing.es256.pem"
         self.agreement_key = self.keys / "agreement.x25519.pem"
         self.governance_db = root / "governance.sqlite"
+        #: Federated analyses: per-job state between rounds, and what stays after a job.
+        self.analysis = root / "analysis"
+        #: The coordinator (`genofed hub serve`) run beside this node: its analysis jobs.
+        self.hub = root / "hub"
 
 
 def load_config(root: Path) -> NodeConfig:

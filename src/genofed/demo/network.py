@@ -148,7 +148,6 @@ def build_cohorts(cohorts: Path, *, seed: int, length_mb: float, scale: float,
 @contextlib.contextmanager
 def serving(directory: Path) -> Iterator[Running]:
     """Start the issuer, the three nodes and the coordinator on free loopback ports."""
-    from genofed.config.node import NodePaths
     from genofed.federation.network import add_member, create_network, member_for_node
     from genofed.server.app import create_app
     from genofed.server.hub import create_hub_app
@@ -182,7 +181,5 @@ def serving(directory: Path) -> Iterator[Running]:
         for node in NODES:
             servers[node.id].start(create_app(directory / "nodes" / node.id))
         hub_dir = directory / "nodes" / HUB_NODE
-        hub_config = load_config(hub_dir)
-        hub_server.start(create_hub_app(network_file, NodePaths(hub_dir, hub_config).signing_key,
-                                        HUB_NODE, timeout=5.0))
+        hub_server.start(create_hub_app(network_file, hub_dir, timeout=5.0))
         yield Running(issuer, hub_server.url, {n: s.url for n, s in servers.items()})

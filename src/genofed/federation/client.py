@@ -28,7 +28,7 @@ from genofed.errors import TransportError
 from genofed.federation.answers import AnswerCheck
 from genofed.federation.network import Member
 from genofed.federation.signatures import PeerSigner
-from genofed.federation.transport import ConnectionPool, Origin, Reply
+from genofed.federation.transport import MAX_ANSWER, ConnectionPool, Origin, Reply
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,15 @@ class FanOut:
             return NodeAnswer(member, status, time.perf_counter() - started, message=message)
         return self._classify(member, reply, check, time.perf_counter() - started)
 
-    async def _send(self, member: Member, outgoing: Outgoing) -> Reply:
+    async def send(self, member: Member, outgoing: Outgoing, timeout: float, *,
+                   max_answer: int = MAX_ANSWER) -> Reply:
+        """One signed exchange with a member, bounded by `timeout` seconds (TimeoutError), for
+        callers that read the answer themselves (e.g. an analysis round, whose answers may be
+        larger than a Beacon's: `max_answer`); TransportError when the exchange fails."""
+        return await asyncio.wait_for(self._send(member, outgoing, max_answer), timeout)
+
+    async def _send(self, member: Member, outgoing: Outgoing,
+                    max_answer: int = MAX_ANSWER) -> Reply:
         origin = self._origins.get(member.base_url)
         if origin is None:
             origin = self._origins[member.base_url] = Origin.of(member.base_url)
@@ -179,7 +187,7 @@ class FanOut:
                                                      outgoing.query, headers, outgoing.body))
         target = path + (f"?{outgoing.query}" if outgoing.query else "")
         return await self.pool.request(origin, outgoing.method, target, list(headers.items()),
-                                       outgoing.body)
+                                       outgoing.body, max_answer=max_answer)
 
     @staticmethod
     def _classify(member: Member, reply: Reply, check: AnswerCheck,

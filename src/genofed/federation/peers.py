@@ -31,8 +31,8 @@ def _url_of(scope: Scope, headers: Sequence[tuple[str, str]]) -> str:
             + (f"?{query}" if query else ""))
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body; None when it exceeds MAX_BODY or the client went away."""
+async def _read_body(receive: Receive, limit: int = MAX_BODY) -> bytes | None:
+    """The whole request body; None when it exceeds `limit` or the client went away."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -41,7 +41,7 @@ async def _read_body(receive: Receive) -> bytes | None:
             return None
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > limit:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):
@@ -57,12 +57,16 @@ class PeerSignatureMiddleware:
     re-read as it changes. Paths under `required_prefixes` answer signed peer requests only."""
 
     def __init__(self, app: ASGIApp, *, live: LiveConfig, node_dir: Path,
-                 required_prefixes: tuple[str, ...] = ()) -> None:
+                 required_prefixes: tuple[str, ...] = (),
+                 large_bodies: dict[str, int] | None = None) -> None:
         self.app = app
         self.live = live
         self.node_dir = node_dir
         self.node_id = live.started.node_id
         self.required_prefixes = required_prefixes
+        #: Paths whose signed requests may be larger than a Beacon query (e.g. an analysis
+        #: round carrying coefficients for every variant), and how large.
+        self.large_bodies = large_bodies or {}
         self._verifiers: dict[str, PeerVerifier] = {}
 
     def _verifier(self) -> PeerVerifier | None:
@@ -103,10 +107,11 @@ class PeerSignatureMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        limit = self.large_bodies.get(scope["path"], MAX_BODY)
+        body = await _read_body(receive, limit)
         if body is None:
             await self._refuse(scope, receive, send, 413,
-                               f"peer request body missing or above {MAX_BODY} bytes")
+                               f"peer request body missing or above {limit} bytes")
             return
         try:
             peer = verifier.verify(scope["method"], _url_of(scope, headers), headers, body)
@@ -129,7 +134,8 @@ class PeerSignatureMiddleware:
 
 
 def install_peer_verification(app: FastAPI, node_dir: Path, live: LiveConfig, *,
-                              required_prefixes: tuple[str, ...] = ()) -> None:
+                              required_prefixes: tuple[str, ...] = (),
+                              large_bodies: dict[str, int] | None = None) -> None:
     """Verify signed peer requests whenever the node is in a network (`federation.network_file`
     as node.toml says now); paths under `required_prefixes` answer those only."""
     network_file = live.started.federation.network_file
@@ -140,4 +146,4 @@ def install_peer_verification(app: FastAPI, node_dir: Path, live: LiveConfig, *,
             log.error("node %s: signed peer requests will be refused until this is fixed: %s",
                       live.started.node_id, exc)
     app.add_middleware(PeerSignatureMiddleware, live=live, node_dir=node_dir,
-                       required_prefixes=required_prefixes)
+                       required_prefixes=required_prefixes, large_bodies=large_bodies)

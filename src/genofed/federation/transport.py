@@ -89,10 +89,11 @@ def _request_bytes(method: str, target: str, headers: list[tuple[str, str]],
 class _Answer:
     """One response, collected from the parser's callbacks (interim 1xx answers are skipped)."""
 
-    __slots__ = ("chunks", "complete", "delimited", "headers_done", "keep_alive", "parser",
-                 "reason", "size", "too_large")
+    __slots__ = ("chunks", "complete", "delimited", "headers_done", "keep_alive", "limit",
+                 "parser", "reason", "size", "too_large")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_ANSWER) -> None:
+        self.limit = limit
         self.parser = httptools.HttpResponseParser(self)
         self.chunks: list[bytes] = []
         self.size = 0
@@ -116,7 +117,7 @@ class _Answer:
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
-        if self.size > MAX_ANSWER:
+        if self.size > self.limit:
             self.too_large = True
         elif not self.too_large:
             self.chunks.append(body)
@@ -148,10 +149,10 @@ class _Connection:
         self.writer.close()
 
     async def exchange(self, method: str, target: str, headers: list[tuple[str, str]],
-                       body: bytes | None) -> Reply:
+                       body: bytes | None, max_answer: int = MAX_ANSWER) -> Reply:
         request = _request_bytes(method, target, headers, body)
         self.keep_alive = False
-        answer = _Answer()
+        answer = _Answer(max_answer)
         received = False
         try:
             self.writer.write(request)
@@ -167,7 +168,7 @@ class _Connection:
                 received = True
                 answer.parser.feed_data(incoming)
                 if answer.too_large:
-                    raise TransportError("too_large", f"answer above {MAX_ANSWER} bytes")
+                    raise TransportError("too_large", f"answer above {max_answer} bytes")
             self.keep_alive = answer.complete and answer.keep_alive
         except httptools.HttpParserError as exc:
             if not answer.complete:
@@ -211,7 +212,8 @@ class ConnectionPool:
         return None
 
     async def request(self, origin: Origin, method: str, target: str,
-                      headers: list[tuple[str, str]], body: bytes | None = None) -> Reply:
+                      headers: list[tuple[str, str]], body: bytes | None = None, *,
+                      max_answer: int = MAX_ANSWER) -> Reply:
         """One exchange; a reused connection the server had closed is replaced once."""
         connection = self._take_idle(origin)
         reused = connection is not None
@@ -219,7 +221,7 @@ class ConnectionPool:
             connection = await self._connect(origin)
         while True:
             try:
-                reply = await connection.exchange(method, target, headers, body)
+                reply = await connection.exchange(method, target, headers, body, max_answer)
             except TransportError as exc:
                 connection.close()
                 if reused and not exc.received and exc.kind == "dropped":

@@ -17,6 +17,10 @@ from genofed.access.governance import Governance
 from genofed.access.http import AccessContext, Authenticator
 from genofed.access.identity.live import NodeAuthenticator
 from genofed.access.router import router as access_router
+from genofed.analysis.http import node_router as analysis_node_router
+from genofed.analysis.node import AnalysisNode
+from genofed.analysis.protocol import ENDPOINT as ANALYSIS_ENDPOINT
+from genofed.analysis.protocol import MAX_MESSAGE
 from genofed.beacon.access import QueryBudget
 from genofed.beacon.responses import beacon_id
 from genofed.beacon.router import BeaconState, router
@@ -71,8 +75,12 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
     app.include_router(access_router, prefix="/access")
     app.include_router(catalogue_router(store))
     app.include_router(htsget_router, prefix="/htsget")
+    app.state.analysis = AnalysisNode(store, live, governance.policy,
+                                      app.state.access.authenticator)
     app.include_router(federation_router, prefix=FEDERATION_PREFIX)
-    install_peer_verification(app, node_dir, live, required_prefixes=(FEDERATION_PREFIX + "/",))
+    app.include_router(analysis_node_router)
+    install_peer_verification(app, node_dir, live, required_prefixes=(FEDERATION_PREFIX + "/",),
+                              large_bodies={ANALYSIS_ENDPOINT: MAX_MESSAGE})
     app.add_middleware(ConfigGuard, live=live, beacon_id=beacon_id(node_id))
     return app
 

@@ -1,6 +1,8 @@
-"""ASGI app factory of the coordinator: `create_hub_app(network_file, signing_key_path, node_id)`
-serves the Beacon network (:class:`genofed.federation.hub.Hub`) under /network/beacon, with the
-same error envelopes as a node (:mod:`genofed.server.errors`)."""
+"""ASGI app factory of the coordinator: `create_hub_app(network_file, node_dir)` serves the Beacon
+network (:class:`genofed.federation.hub.Hub`) under /network/beacon and federated analyses
+(:mod:`genofed.analysis.coordinator`) under /analysis/jobs, with the same error envelopes as a node
+(:mod:`genofed.server.errors`). The hub runs beside a member node: it signs as that node, trusts
+the login issuers that node trusts, and keeps its jobs in that node's directory."""
 
 from __future__ import annotations
 
@@ -14,6 +16,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from genofed import __version__
+from genofed.access.http import Authenticator
+from genofed.access.identity.live import NodeAuthenticator
+from genofed.analysis.coordinator import ROUND_TIMEOUT, Coordinator
+from genofed.analysis.http import hub_router
+from genofed.analysis.jobs import JobStore
+from genofed.config.live import LiveConfig
+from genofed.config.node import NodePaths, load_config
 from genofed.errors import NetworkFileError
 from genofed.federation import answers, merge
 from genofed.federation.answers import AnswerCheck
@@ -31,10 +40,15 @@ from genofed.federation.signatures import PeerSigner
 from genofed.server.errors import install_error_handlers
 
 
-def create_hub_app(network_file: Path, signing_key_path: Path, node_id: str, *,
-                   timeout: float = DEFAULT_TIMEOUT, directory_ttl: float = 30.0) -> FastAPI:
-    """The coordinator's ASGI app, signing as member `node_id` with its key. `timeout` bounds
-    each member's answer (seconds)."""
+def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAULT_TIMEOUT,
+                   directory_ttl: float = 30.0, round_timeout: float = ROUND_TIMEOUT,
+                   authenticator: Authenticator | None = None) -> FastAPI:
+    """The coordinator's ASGI app beside the member node at `node_dir`. `timeout` bounds each
+    member's answer to a Beacon request, `round_timeout` to an analysis round (seconds);
+    researchers' tokens are checked by `authenticator` (default: as the node checks them)."""
+    config = load_config(node_dir)
+    node_id = config.node_id
+    signing_key_path = NodePaths(node_dir, config).signing_key
     # FastAPI re-derives the mirrored node routes' `{id}` parameters and pydantic warns that an
     # alias it sets there has no effect; harmless, and noise in every operator's terminal.
     warnings.filterwarnings("ignore", message="The 'alias' attribute with value 'id'")
@@ -47,21 +61,35 @@ def create_hub_app(network_file: Path, signing_key_path: Path, node_id: str, *,
     fan_out = FanOut(PeerSigner.from_key_file(node_id, signing_key_path), timeout=timeout,
                      directory_ttl=directory_ttl)
     hub = Hub(network, fan_out)
+    jobs = JobStore(NodePaths(node_dir, config).hub)
+    coordinator = Coordinator(jobs, fan_out, network, round_timeout=round_timeout)
+    if authenticator is None:
+        authenticator = NodeAuthenticator(node_dir, LiveConfig(node_dir, config))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await fan_out.open()
+        coordinator.resume_all()
         try:
             yield
         finally:
+            await coordinator.stop()
             await fan_out.close()
+            jobs.close()
+            close = getattr(authenticator, "close", None)
+            if close is not None:
+                close()
 
     app = FastAPI(title=f"genofed Beacon network {current.name}", version=__version__,
                   description="A GA4GH Beacon v2 network (under /network/beacon) over the "
-                              "members of a genofed network; per-node status in `info.network`.",
+                              "members of a genofed network, per-node status in `info.network`; "
+                              "federated analyses under /analysis/jobs.",
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
                   lifespan=lifespan)
     app.state.hub = hub
+    app.state.jobs = jobs
+    app.state.coordinator = coordinator
+    app.state.analysis_authenticator = authenticator
 
     def beacon_id() -> str:
         try:
@@ -113,6 +141,7 @@ def create_hub_app(network_file: Path, signing_key_path: Path, node_id: str, *,
                           summary=f"{entity} from every member (mirrors {NODE_PREFIX}{path})",
                           tags=[path.strip("/").split("/")[0]],
                           name=f"network_{path.strip('/').replace('/', '_')}")
+    app.include_router(hub_router)
     return app
 
 

@@ -1,0 +1,159 @@
+"""The plan of each job type: the statistics steps it asks the nodes for, in order, and the result
+files it writes from their pooled sums (the solvers are in the statistics modules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genofed.analysis import freq as freq_stats
+from genofed.analysis import outputs
+from genofed.analysis.plans import Plan, PlanError, Step, VariantTable, gwas_files
+
+_VARIANT = ["chromosome", "base_pair_location", "ref", "alt"]
+
+
+def _variant_cells(variants: VariantTable, row: int) -> list[object]:
+    return [variants.contig[row].removeprefix("chr"), int(variants.pos[row]), variants.ref[row],
+            variants.alt[row]]
+
+
+class FreqPlan(Plan):
+    """Genotype counts per variant for everyone, each sex and each population label the nodes
+    report: allele frequencies (`plink2 --freq`), Hardy-Weinberg (`--hardy`) and missingness
+    (`--missing`). One statistics step.
+
+    A group is reported only when it pools at least the largest `min_individuals` of the nodes
+    (a small group's counts are too close to its members' genotypes)."""
+
+    def __init__(self, spec: Any, n_variants: int, nodes: dict[str, dict[str, Any]]) -> None:
+        super().__init__(spec, n_variants, nodes)
+        populations = sorted({p for n in nodes.values() for p in n.get("populations", [])})
+        self.groups = ["all", "female", "male", *(f"pop:{p}" for p in populations)]
+        self.counts: np.ndarray | None = None
+
+    def expected_steps(self) -> int:
+        return 1
+
+    def next_step(self) -> Step | None:
+        if self.counts is not None:
+            return None
+        return self._step("counts", extra={"groups": self.groups})
+
+    def absorb(self, summed: dict[str, np.ndarray]) -> None:
+        self.counts = summed["counts"].astype(np.int64)
+        self._absorb_counts(self.counts)
+
+    def write(self, directory: Path, variants: VariantTable,
+              meta: dict[str, Any]) -> list[str]:
+        assert self.counts is not None
+        counts = self.counts[variants.indices]
+        sizes = self.counts[0].sum(axis=-1) if len(self.counts) else np.zeros(len(self.groups))
+        floor = max([int(n.get("minIndividuals", 0)) for n in self.nodes.values()] + [1])
+        shown = [g for g, size in zip(range(len(self.groups)), sizes, strict=True)
+                 if size >= floor]
+        if 0 not in shown:
+            raise PlanError("the pooled cohort is smaller than a node's minimum")
+        table = freq_stats.frequencies(counts)
+        rows: list[list[object]] = []
+        for row in range(len(variants.indices)):
+            for group in shown:
+                rows.append([*_variant_cells(variants, row), self.groups[group],
+                             float(table.alt_freq[row, group]), int(table.alt_count[row, group]),
+                             int(table.obs_count[row, group]),
+                             *(int(c) for c in counts[row, group])])
+        outputs.write_table(directory / "freq.tsv", [
+            *_VARIANT, "group", "alt_freq", "alt_count", "obs_count", "hom_ref", "het",
+            "hom_alt", "missing"], rows)
+        hardy = freq_stats.hardy(counts[:, 0])
+        outputs.write_table(directory / "hardy.tsv", [
+            *_VARIANT, "hom_ref", "het", "hom_alt", "observed_het", "expected_het", "p_hwe"],
+            [[*_variant_cells(variants, row), int(hardy.hom_ref[row]), int(hardy.het[row]),
+              int(hardy.hom_alt[row]), float(hardy.observed_het[row]),
+              float(hardy.expected_het[row]), float(hardy.p[row])]
+             for row in range(len(variants.indices))])
+        missing = freq_stats.missingness(counts[:, 0])
+        outputs.write_table(directory / "missing.tsv", [
+            *_VARIANT, "missing_count", "obs_count", "f_miss"],
+            [[*_variant_cells(variants, row), int(missing.missing_count[row]),
+              int(missing.obs_count[row]), float(missing.f_miss[row])]
+             for row in range(len(variants.indices))])
+        groups = [{"group": self.groups[g], "individuals": int(sizes[g])} for g in shown]
+        outputs.write_yaml(directory / "freq-meta.yaml", {
+            "analysis": "freq", "job": meta["job"], "network": meta["network"],
+            "datasets": self._datasets(meta), "nodes": meta["participants"],
+            "individuals": self._individuals(meta), "groups": groups,
+            "groups_suppressed": [self.groups[g] for g in range(len(self.groups))
+                                  if g not in shown],
+            "variants_tested": self.n_variants, "variants_released": len(variants.indices),
+            "min_mac": self.threshold(),
+            "variants_lacked": {n: meta["nodes"][n].get("variantsLacked", 0)
+                                for n in meta["participants"]}})
+        return ["freq.tsv", "hardy.tsv", "missing.tsv", "freq-meta.yaml"]
+
+
+class _GwasPlan(Plan):
+    """Shared by the two GWAS types: a `counts` step first (the pooled minor allele count
+    decides which variants are tested and released), then the regression steps."""
+
+    def __init__(self, spec: Any, n_variants: int, nodes: dict[str, dict[str, Any]]) -> None:
+        super().__init__(spec, n_variants, nodes)
+        self.counted = False
+        self.results: dict[str, np.ndarray] | None = None
+        self.cases: int | None = None
+        self.errors: dict[str, int] = {}
+
+    def _counts_step(self) -> Step:
+        return self._step("counts", extra={"groups": ["all"]})
+
+    def _absorb_first(self, summed: dict[str, np.ndarray]) -> None:
+        self._absorb_counts(summed["counts"])
+        self.counted = True
+        if not len(self.eligible):
+            raise PlanError(f"no variant reaches the pooled minor allele count of "
+                            f"{self.threshold()}: nothing to test")
+
+    def write(self, directory: Path, variants: VariantTable,
+              meta: dict[str, Any]) -> list[str]:
+        assert self.results is not None and self.spec.trait is not None
+        stem = "gwas-" + self.spec.trait.name.replace(":", "_")
+        dropped = {"below_min_mac": int(self.n_variants - len(self.eligible)),
+                   "min_mac": self.threshold(), "not_estimable": self.errors,
+                   "lacked_per_node": {n: meta["nodes"][n].get("variantsLacked", 0)
+                                       for n in meta["participants"]},
+                   "variants_tested": int(len(self.eligible))}
+        return gwas_files(directory, stem, self.spec, variants, self.results, meta,
+                          datasets=self._datasets(meta), individuals=self._individuals(meta),
+                          cases=self.cases, dropped=dropped)
+
+
+class LinearPlan(_GwasPlan):
+    """`plink2 --glm` for a quantitative trait: one step of per-variant sums over the
+    individuals with a called genotype; the coordinator solves every variant's regression."""
+
+    def expected_steps(self) -> int:
+        return 2
+
+    def next_step(self) -> Step | None:
+        if not self.counted:
+            return self._counts_step()
+        if self.results is None:
+            return self._step("linear", arrays={"variants": self.eligible})
+        return None
+
+    def absorb(self, summed: dict[str, np.ndarray]) -> None:
+        if not self.counted:
+            self._absorb_first(summed)
+            return
+        from genofed.analysis import linear
+
+        result = linear.solve_linear(summed, 1 + len(self.spec.covariates))
+        if result.phenotype_error is not None:
+            raise PlanError(f"plink2 would skip this phenotype: {result.phenotype_error}")
+        self.results = {"beta": result.beta, "se": result.se, "p": result.p,
+                        "n": result.obs_count, "freq": result.alt_freq}
+        labels = result.error_labels()
+        self.errors = {label: labels.count(label) for label in sorted(set(labels))
+                       if label != "."}

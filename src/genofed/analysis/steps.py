@@ -1,0 +1,192 @@
+"""What a node computes in each step of each job type: the glue between the protocol
+(:mod:`.node`), its data (:mod:`.data`) and the statistics modules. A node holding several of a
+job's datasets contributes the sum over them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+import numpy as np
+
+from genofed.analysis import harmonise
+from genofed.analysis.data import Cohort, Dosages, dosages, select
+from genofed.analysis.disclosure import gwas_inputs
+from genofed.analysis.protocol import RoundRequest
+from genofed.analysis.spec import AnalysisType, JobSpec
+from genofed.analysis.state import NodeAnalysisState
+from genofed.config.node import NodeConfig
+from genofed.errors import FederationError
+from genofed.store.dataset import Dataset
+
+Statistics = dict[str, np.ndarray]
+
+
+class StepError(FederationError):
+    """A round asks for a step this job type does not have, or lacks its inputs."""
+
+
+# -- variants ----------------------------------------------------------------------------------
+def _dataset_tokens(key: bytes, spec: JobSpec,
+                    dataset: Dataset) -> tuple[np.ndarray, np.ndarray, list[harmonise.VariantKey]]:
+    """(tokens, sites-table rows, variant keys) of a dataset's biallelic variants."""
+    keys, rows = harmonise.site_keys(dataset)
+    return harmonise.tokens(key, spec.assembly, keys), rows, keys
+
+
+def variant_tokens(key: bytes, spec: JobSpec, datasets: list[Dataset]) -> np.ndarray:
+    """The tokens of every variant of the node's datasets in the job (unique, sorted)."""
+    found = [_dataset_tokens(key, spec, d)[0] for d in datasets]
+    return harmonise.union(found) if found else np.empty(0, dtype=harmonise.TOKEN_DTYPE)
+
+
+def remember_variant_order(state: NodeAnalysisState, job: str, key: bytes, spec: JobSpec,
+                           datasets: list[Dataset], union: np.ndarray) -> None:
+    """Save, per dataset, the sites-table row of each variant of the job's order (-1: lacks)."""
+    for dataset in datasets:
+        tokens, rows, _keys = _dataset_tokens(key, spec, dataset)
+        index = harmonise.positions(union, tokens)
+        state.save_arrays(job, dataset.id, rows=np.where(index >= 0, rows[np.maximum(index, 0)],
+                                                          -1))
+
+
+def reveal(key: bytes, spec: JobSpec, datasets: list[Dataset],
+           wanted: np.ndarray) -> dict[str, np.ndarray]:
+    """(contig, pos, ref, alt) of each `wanted` token this node holds; `held` says which."""
+    found: list[harmonise.VariantKey | None] = [None] * len(wanted)
+    for dataset in datasets:
+        tokens, _rows, keys = _dataset_tokens(key, spec, dataset)
+        for i, variant in enumerate(harmonise.reveal(wanted, tokens, keys)):
+            if found[i] is None:
+                found[i] = variant
+    return {"held": np.array([v is not None for v in found], dtype=bool),
+            "contig": np.array([v[0] if v else "" for v in found], dtype=str),
+            "pos": np.array([v[1] if v else 0 for v in found], dtype=np.int64),
+            "ref": np.array([v[2] if v else "" for v in found], dtype=str),
+            "alt": np.array([v[3] if v else "" for v in found], dtype=str)}
+
+
+# -- statistics --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def compute_on(config: NodeConfig) -> Iterator[None]:
+    """Dask's local threads, or the cluster `analysis.scheduler` names."""
+    address = config.analysis.scheduler
+    if not address:
+        with dask.config.set(scheduler="threads"):
+            yield
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise StepError("analysis.scheduler names a Dask cluster, but dask.distributed is not "
+                        "installed here (pip install 'genofed[cluster]')") from None
+    with Client(address, set_as_default=True):
+        yield
+
+
+def job_cohort(state: NodeAnalysisState, job: str, spec: JobSpec, dataset: Dataset) -> Cohort:
+    """The individuals setup selected for this dataset (the same ones, every round)."""
+    cohort = select(dataset, spec.cohort)
+    columns = state.arrays(job, dataset.id)["columns"]
+    return cohort.subset(np.isin(cohort.columns, columns))
+
+
+def job_dosages(state: NodeAnalysisState, job: str, cohort: Cohort,
+                variants: np.ndarray | None = None) -> Dosages:
+    """The cohort's dosages over the job's variant order (or the `variants` of it given)."""
+    rows = state.arrays(job, cohort.dataset.id)["rows"]
+    return dosages(cohort, rows if variants is None else rows[variants])
+
+
+def node_statistics(state: NodeAnalysisState, request: RoundRequest, spec: JobSpec,
+                    datasets: list[Dataset],
+                    config: NodeConfig) -> tuple[Statistics, dict[str, int]]:
+    """This node's statistics for the round's step (the sum over its datasets), and the
+    fixed-point fraction bits of fields that need other than the default."""
+    total: Statistics = {}
+    with compute_on(config):
+        for dataset in datasets:
+            cohort = job_cohort(state, request.job, spec, dataset)
+            part = _dataset_statistics(state, request, spec, cohort)
+            for name, values in part.items():
+                total[name] = values if name not in total else total[name] + values
+    return total, fraction_bits(spec, request.step)
+
+
+def fraction_bits(spec: JobSpec, step: str) -> dict[str, int]:
+    """Fields whose values are small (PCA bases, logistic Firth terms) carry more fraction
+    bits; the rest the default (enough for 1e-9 relative precision of sums above ~400)."""
+    return {}
+
+
+def _dataset_statistics(state: NodeAnalysisState, request: RoundRequest, spec: JobSpec,
+                        cohort: Cohort) -> Statistics:
+    step, arrays = request.step, request.arrays
+    variants = arrays.get("variants")
+    if spec.type is AnalysisType.FREQ or step == "counts":
+        from genofed.analysis import freq
+
+        groups = group_matrix(cohort, request.extra.get("groups", ["all"]))
+        return {"counts": freq.genotype_counts(job_dosages(state, request.job, cohort,
+                                                           variants), groups)}
+    if spec.type is AnalysisType.LINEAR:
+        from genofed.analysis import linear
+
+        design, trait = gwas_inputs(cohort, spec, state)
+        return linear.linear_statistics(job_dosages(state, request.job, cohort, variants),
+                                        design, trait)
+    if spec.type is AnalysisType.LOGISTIC:
+        from genofed.analysis import logistic
+
+        design, trait = gwas_inputs(cohort, spec, state)
+        return logistic.logistic_statistics(job_dosages(state, request.job, cohort, variants),
+                                            design, trait, arrays)
+    if spec.type is AnalysisType.PCA:
+        return _pca_step(state, request, cohort)
+    if spec.type is AnalysisType.PRS:
+        return _prs_step(request, spec, cohort)
+    raise StepError(f"job type {spec.type} has no step {step!r}")
+
+
+def group_matrix(cohort: Cohort, groups: list[str]) -> np.ndarray:
+    """(groups, individuals) membership: "all", "female", "male", "pop:<label>"."""
+    rows = []
+    for group in groups:
+        if group == "all":
+            rows.append(np.ones(len(cohort), dtype=bool))
+        elif group in ("female", "male"):
+            rows.append(cohort.sex == (2.0 if group == "female" else 1.0))
+        elif group.startswith("pop:"):
+            rows.append(np.array([p == group[4:] for p in cohort.population], dtype=bool))
+        else:
+            raise StepError(f"unknown group {group!r}")
+    return np.array(rows, dtype=bool).reshape(len(groups), len(cohort))
+
+
+def _pca_step(state: NodeAnalysisState, request: RoundRequest, cohort: Cohort) -> Statistics:
+    from genofed.analysis import pca
+
+    variants = request.arrays["variants"]
+    dose = job_dosages(state, request.job, cohort, variants)
+    if request.step == "scores":
+        result: Any = pca.result_from_arrays(request.arrays)
+        scores = pca.pca_scores(dose, result)
+        state.save_scores(request.job, cohort.dataset.id,
+                          NodeAnalysisState.hash_each(cohort.sample_ids), scores)
+        return {"individuals": np.array([len(cohort)], dtype=np.int64)}
+    stats: Statistics = pca.pca_statistics(dose, request.arrays)
+    return stats
+
+
+def _prs_step(request: RoundRequest, spec: JobSpec, cohort: Cohort) -> Statistics:
+    from genofed.analysis import prs
+
+    assert spec.prs is not None
+    scoring = prs.parse_scoring_file(spec.prs.scoring_file)
+    scores = prs.node_scores(cohort, scoring)
+    trait = cohort.trait(spec.trait) if spec.trait is not None else None
+    stats: Statistics = prs.distribution_statistics(scores, trait, request.step,
+                                                    request.arrays)
+    return stats

@@ -1,0 +1,110 @@
+"""A real node that misbehaves on purpose in analysis rounds: its app wrapped so that, from a given
+statistics round on, it fails (HTTP 500), stalls, or alters its masked contribution in transit.
+Everything else (setup, variants, Beacon) is the node's own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from genofed.analysis.protocol import ENDPOINT, RoundKind, RoundReply, RoundRequest
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass
+class Fault:
+    """What goes wrong: "fail" (500), "stall" (answer after `delay` seconds) or "tamper" (one
+    bit of the masked contribution flipped), from statistics round `from_round` on."""
+
+    kind: str
+    from_round: int = 1
+    delay: float = 30.0
+    #: Statistics rounds seen so far, and the ones misbehaved on.
+    seen: int = 0
+    hits: list[str] = field(default_factory=list)
+
+
+class FaultyNode:
+    def __init__(self, app: App, fault: Fault) -> None:
+        self.app = app
+        self.fault = fault
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != ENDPOINT:
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        request = RoundRequest.from_bytes(body)
+        misbehave = False
+        if request.kind is RoundKind.STATISTICS:
+            self.fault.seen += 1
+            misbehave = self.fault.seen >= self.fault.from_round
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return {"type": "http.disconnect"}
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        if not misbehave:
+            await self.app(scope, replay, send)
+            return
+        self.fault.hits.append(f"{request.step}#{request.number}")
+        if self.fault.kind == "fail":
+            await _respond(send, 500, b"deliberate failure")
+            return
+        if self.fault.kind == "stall":
+            await asyncio.sleep(self.fault.delay)
+            await self.app(scope, replay, send)
+            return
+        # tamper: let the node answer, then flip one bit of its masked vector
+        status, headers, answer = await _capture(self.app, scope, replay)
+        reply = RoundReply.from_bytes(answer)
+        if "masked" in reply.arrays:
+            masked = reply.arrays["masked"].copy()
+            masked[len(masked) // 2] ^= np.uint64(1 << 40)
+            reply.arrays["masked"] = masked
+        await _respond(send, status, reply.to_bytes(), [
+            (k, v) for k, v in headers if k.lower() != b"content-length"])
+
+
+async def _capture(app: App, scope: Scope, receive: Receive) -> tuple[int, list[Any], bytes]:
+    status = 500
+    headers: list[Any] = []
+    body: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, headers, b"".join(body)
+
+
+async def _respond(send: Send, status: int, body: bytes,
+                   headers: list[Any] | None = None) -> None:
+    headers = list(headers or [(b"content-type", b"application/octet-stream")])
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,88 @@
+"""Federated jobs end to end: a researcher submits to the coordinator over HTTP, three served nodes
+compute, mask and sign, the coordinator sums and solves, and the result files equal plink2 on
+the pooled file (only variants whose pooled minor allele count reaches 10 are released)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from genofed.analysis.client import HubClient
+from tests.analysis.conftest import LDL, AnalysisNetwork
+from tests.analysis.plink import plink2, printed_mismatches, read_table
+
+pytestmark = pytest.mark.external
+
+
+def run_job(network: AnalysisNetwork, spec: dict[str, Any], out: Path,
+            token: str | None = None) -> dict[str, Any]:
+    with HubClient(network.hub, token or network.token()) as hub:
+        job = hub.wait(hub.submit(spec)["id"], timeout=900)
+        if job["state"] == "done":
+            hub.download(job["id"], out)
+    return job
+
+
+def read_results(path: Path) -> dict[str, np.ndarray]:
+    lines = path.read_text().splitlines()
+    header = lines[0].split("\t")
+    rows = [line.split("\t") for line in lines[1:]]
+    return {name: np.array([row[i] for row in rows]) for i, name in enumerate(header)}
+
+
+def keyed(table: dict[str, np.ndarray], chrom: str, pos: str, ref: str,
+          alt: str) -> dict[tuple[str, int, str, str], int]:
+    return {(str(c).removeprefix("chr"), int(p), str(r), str(a)): i for i, (c, p, r, a) in
+            enumerate(zip(table[chrom], table[pos], table[ref], table[alt], strict=True))}
+
+
+def test_allele_frequencies_equal_plink2(analysis_network: AnalysisNetwork,
+                                         tmp_path: Path) -> None:
+    job = run_job(analysis_network, {"type": "freq"}, tmp_path / "freq")
+    assert job["state"] == "done", job["message"]
+    assert sorted(job["participants"]) == sorted(analysis_network.node_ids)
+    plink2("--pfile", analysis_network.cohort.plink_prefix, "--freq", "--hardy",
+           out=tmp_path / "plink")
+    afreq = read_table(tmp_path / "plink.afreq")
+    ours = read_results(tmp_path / "freq" / "freq.tsv")
+    everyone = ours["group"] == "all"
+    ours = {k: v[everyone] for k, v in ours.items()}
+    positions = np.array([identifier.split(":")[1] for identifier in afreq["ID"]])
+    theirs = keyed({**afreq, "POS": positions}, "CHROM", "POS", "REF", "ALT")
+    rows = [theirs[key] for key in keyed(ours, "chromosome", "base_pair_location", "ref",
+                                         "alt")]
+    assert len(rows) > 3000
+    assert printed_mismatches(ours["alt_freq"].astype(float), afreq["ALT_FREQS"][rows]).size == 0
+    assert np.array_equal(ours["obs_count"].astype(int), afreq["OBS_CT"][rows].astype(int))
+
+
+def test_linear_gwas_equals_plink2_glm(analysis_network: AnalysisNetwork,
+                                       tmp_path: Path) -> None:
+    cohort = analysis_network.cohort
+    job = run_job(analysis_network, {"type": "gwas-linear", "trait": {"measurement": LDL},
+                                     "covariates": ["sex", "age"]}, tmp_path / "ldl")
+    assert job["state"] == "done", job["message"]
+    plink2("--pfile", cohort.plink_prefix, "--pheno", cohort.pheno, "--pheno-name", "LDL",
+           "--covar", cohort.covar, "--covar-name", "SEX,AGE", "--glm", "hide-covar",
+           "cols=+a1freq", out=tmp_path / "plink")
+    glm = read_table(tmp_path / "plink.LDL.glm.linear")
+    ours = read_results(tmp_path / "ldl" / "gwas-LOINC_2089-1.tsv")
+    theirs = keyed(glm, "#CHROM" if "#CHROM" in glm else "CHROM", "POS", "REF", "ALT")
+    rows = np.array([theirs[key] for key in keyed(ours, "chromosome", "base_pair_location",
+                                                  "other_allele", "effect_allele")])
+    sign = np.where(glm["A1"][rows] == glm["ALT"][rows], 1.0, -1.0)
+    beta = np.array([np.nan if v == "NA" else float(v) for v in ours["beta"]])
+    ok = glm["ERRCODE"][rows] == "."
+    assert ok.sum() > 3000
+    assert printed_mismatches(beta[ok] * sign[ok], glm["BETA"][rows][ok]).size == 0
+    for ours_column, theirs_column in (("standard_error", "SE"), ("p_value", "P")):
+        values = np.array([np.nan if v == "NA" else float(v) for v in ours[ours_column]])
+        bad = printed_mismatches(values[ok], glm[theirs_column][rows][ok])
+        assert bad.size == 0, (ours_column, values[ok][bad[:5]], glm[theirs_column][rows][ok][bad[:5]])
+    assert np.array_equal(ours["n"].astype(int), glm["OBS_CT"][rows].astype(int))
+    files = set(job["files"])
+    assert {"gwas-LOINC_2089-1.tsv", "gwas-LOINC_2089-1.tsv-meta.yaml",
+            "gwas-LOINC_2089-1-manhattan.png", "gwas-LOINC_2089-1-qq.png"} <= files
