@@ -29,17 +29,20 @@ and plink2_glm_shared.cc run them, each giving plink2's ERRCODE and NA:
   LAPACK estimates the 1-norm condition number), VIF_TOO_HIGH: a variance inflation factor
   (diagonal of the inverse correlation matrix) above 50 (`--vif` default)
   (`CheckMaxCorrAndVif`);
-* RANK_DEFICIENT: X^T X cannot be inverted (unreachable once the VIF check passes);
+* (RANK_DEFICIENT, X^T X not invertible, cannot follow a passed VIF check: not produced);
 * INVALID_RESULT: a coefficient variance below 1e-20, or a covariance of two coefficients
   above 0.99999 x the product of their SEs (plink2's `validParameters()` port).
 
 Before any variant, plink2 excludes covariates constant over the regression individuals, and
 skips the phenotype if it is constant, if the covariates' scales differ by more than ~6 orders
 of magnitude (UNSTABLE_SCALE, `GlmFillAndTestCovars`) or if the covariates alone fail the
-correlation/VIF checks; :attr:`LinearResult.phenotype_error` says which (every variant is NA).
+correlation/VIF checks; :attr:`LinearResult.phenotype_error` says which (every variant is NA,
+with that check's code).
 
-p is two-sided from Student's t with n - (k + 1) degrees of freedom (`TstatToLnP`), computed
-here from the regularised incomplete beta function (:func:`t_two_sided_p`).
+p is two-sided from Student's t with n minus the predictor count (intercept and genotype
+included) degrees of freedom (`TstatToLnP`), computed here from the regularised incomplete
+beta function (:func:`t_two_sided_p`). The regression itself is solved on centred sums
+(plink2 inverts the raw X^T X), which agrees to ~1e-10 relative.
 """
 
 from __future__ import annotations
@@ -92,8 +95,8 @@ def linear_statistics(dosages: data.Dosages, design: np.ndarray,
     trait (n,), no missing values: the caller drops individuals missing either, as plink2 does.
 
     Two matrix products streamed over the Dask chunks give everything: the observed-genotype
-    mask (V, n) @ the per-individual products z z^T (n, (k+1)^2), and the dosages with missing
-    as 0 (V, n) @ z (n, k+1); the whole dosage matrix is never held.
+    mask (V, n) @ the per-individual products z z^T (n, (k+1)(k+2)/2: one triangle), and the
+    dosages with missing as 0 (V, n) @ z (n, k+1); the whole dosage matrix is never held.
     """
     dosage = dosages.dosage
     variants, n = dosage.shape
@@ -109,7 +112,8 @@ def linear_statistics(dosages: data.Dosages, design: np.ndarray,
         raise ValueError("design column 0 must be the intercept (all 1)")
     width = design.shape[1] + 1
     z = np.column_stack([design, y])
-    products = (z[:, :, None] * z[:, None, :]).reshape(n, width * width)
+    upper = np.triu_indices(width)
+    products = z[:, upper[0]] * z[:, upper[1]]
     out: dict[str, np.ndarray] = {"design_gram": z.T @ z}
     if variants == 0 or n == 0:
         out.update(count=np.zeros(variants, np.int64),
@@ -120,11 +124,13 @@ def linear_statistics(dosages: data.Dosages, design: np.ndarray,
     observed = ~da.isnan(dosage)
     g = da.where(observed, dosage, 0.0)
     gram, g_cross, g_sq = compute(
-        observed.astype(np.float64) @ da.from_array(products, chunks=(rows, width * width)),
+        observed.astype(np.float64) @ da.from_array(products, chunks=(rows, len(upper[0]))),
         g @ da.from_array(z, chunks=(rows, width)),
         (g * g).sum(axis=1))
-    gram = gram.reshape(variants, width, width)
-    out.update(count=np.rint(gram[:, 0, 0]).astype(np.int64), gram=gram, g_cross=g_cross,
+    full = np.empty((variants, width, width))
+    full[:, upper[0], upper[1]] = gram
+    full[:, upper[1], upper[0]] = gram
+    out.update(count=np.rint(full[:, 0, 0]).astype(np.int64), gram=full, g_cross=g_cross,
                g_sq=g_sq)
     return out
 
