@@ -15,7 +15,7 @@ import numpy as np
 from genofed.analysis import data
 from genofed.analysis.spec import CohortFilter
 from genofed.store import NodeStore
-from tests.analysis.conftest import AnalysisCohort, Share
+from tests.analysis.conftest import Share
 
 Key = tuple[str, int, str, str]
 
@@ -52,11 +52,6 @@ def pvar_keys(prefix: Path) -> list[Key]:
 def share_cohort(share: Share) -> data.Cohort:
     """Every individual of a share's dataset, as its node selects them."""
     return data.select(NodeStore.open(share.node).dataset(share.dataset), CohortFilter())
-
-
-def share_rows(cohort: AnalysisCohort, keys: list[Key]) -> list[np.ndarray]:
-    """Each share's sites-table rows of the job's variants (-1: the share lacks it)."""
-    return [data.site_rows(share_cohort(share).dataset, keys) for share in cohort.shares]
 
 
 def half_unit(printed: np.ndarray) -> np.ndarray:

@@ -29,17 +29,20 @@ and plink2_glm_shared.cc run them, each giving plink2's ERRCODE and NA:
   LAPACK estimates the 1-norm condition number), VIF_TOO_HIGH: a variance inflation factor
   (diagonal of the inverse correlation matrix) above 50 (`--vif` default)
   (`CheckMaxCorrAndVif`);
-* RANK_DEFICIENT: X^T X cannot be inverted (unreachable once the VIF check passes);
+* (RANK_DEFICIENT, X^T X not invertible, cannot follow a passed VIF check: not produced);
 * INVALID_RESULT: a coefficient variance below 1e-20, or a covariance of two coefficients
   above 0.99999 x the product of their SEs (plink2's `validParameters()` port).
 
 Before any variant, plink2 excludes covariates constant over the regression individuals, and
 skips the phenotype if it is constant, if the covariates' scales differ by more than ~6 orders
 of magnitude (UNSTABLE_SCALE, `GlmFillAndTestCovars`) or if the covariates alone fail the
-correlation/VIF checks; :attr:`LinearResult.phenotype_error` says which (every variant is NA).
+correlation/VIF checks; :attr:`LinearResult.phenotype_error` says which (every variant is NA,
+with that check's code).
 
-p is two-sided from Student's t with n - (k + 1) degrees of freedom (`TstatToLnP`), computed
-here from the regularised incomplete beta function (:func:`t_two_sided_p`).
+p is two-sided from Student's t with n minus the predictor count (intercept and genotype
+included) degrees of freedom (`TstatToLnP`), computed here from the regularised incomplete
+beta function (:func:`t_two_sided_p`). The regression itself is solved on centred sums
+(plink2 inverts the raw X^T X), which agrees to ~1e-10 relative.
 """
 
 from __future__ import annotations
@@ -92,8 +95,8 @@ def linear_statistics(dosages: data.Dosages, design: np.ndarray,
     trait (n,), no missing values: the caller drops individuals missing either, as plink2 does.
 
     Two matrix products streamed over the Dask chunks give everything: the observed-genotype
-    mask (V, n) @ the per-individual products z z^T (n, (k+1)^2), and the dosages with missing
-    as 0 (V, n) @ z (n, k+1); the whole dosage matrix is never held.
+    mask (V, n) @ the per-individual products z z^T (n, (k+1)(k+2)/2: one triangle), and the
+    dosages with missing as 0 (V, n) @ z (n, k+1); the whole dosage matrix is never held.
     """
     dosage = dosages.dosage
     variants, n = dosage.shape
@@ -109,7 +112,8 @@ def linear_statistics(dosages: data.Dosages, design: np.ndarray,
         raise ValueError("design column 0 must be the intercept (all 1)")
     width = design.shape[1] + 1
     z = np.column_stack([design, y])
-    products = (z[:, :, None] * z[:, None, :]).reshape(n, width * width)
+    upper = np.triu_indices(width)
+    products = z[:, upper[0]] * z[:, upper[1]]
     out: dict[str, np.ndarray] = {"design_gram": z.T @ z}
     if variants == 0 or n == 0:
         out.update(count=np.zeros(variants, np.int64),
@@ -120,11 +124,13 @@ def linear_statistics(dosages: data.Dosages, design: np.ndarray,
     observed = ~da.isnan(dosage)
     g = da.where(observed, dosage, 0.0)
     gram, g_cross, g_sq = compute(
-        observed.astype(np.float64) @ da.from_array(products, chunks=(rows, width * width)),
+        observed.astype(np.float64) @ da.from_array(products, chunks=(rows, len(upper[0]))),
         g @ da.from_array(z, chunks=(rows, width)),
         (g * g).sum(axis=1))
-    gram = gram.reshape(variants, width, width)
-    out.update(count=np.rint(gram[:, 0, 0]).astype(np.int64), gram=gram, g_cross=g_cross,
+    full = np.empty((variants, width, width))
+    full[:, upper[0], upper[1]] = gram
+    full[:, upper[1], upper[0]] = gram
+    out.update(count=np.rint(full[:, 0, 0]).astype(np.int64), gram=full, g_cross=g_cross,
                g_sq=g_sq)
     return out
 
@@ -203,41 +209,51 @@ def solve_linear(summed: dict[str, np.ndarray], k: int) -> LinearResult:
         cyy = syy[live] - sy[live] * sy[live] / nl
         scale = 1.0 / np.sqrt(np.einsum("vii->vi", cxx))
         corr = cxx * scale[:, :, None] * scale[:, None, :]
+    corr[:, np.arange(q), np.arange(q)] = 1.0      # as plink2 sets it
     codes = _corr_vif_codes(corr)
     error[live] = codes
     ok = codes == 0
-    live, corr, scale = live[ok], corr[ok], scale[ok]
-    mean_x, cxy, cyy, nl = mean_x[ok], cxy[ok], cyy[ok], nl[ok]
-    inv_corr = _inverse(corr)
-    a = inv_corr * scale[:, :, None] * scale[:, None, :]          # (centred X^T X)^-1
-    beta = np.einsum("vij,vj->vi", a, cxy)
-    df = nl - predictors
-    sigma2 = (cyy - np.einsum("vi,vi->v", beta, cxy)) / df
-    covariance = a * sigma2[:, None, None]
-    diag = np.einsum("vii->vi", covariance)
-    cov_intercept = -np.einsum("vij,vj->vi", covariance, mean_x)
-    var_intercept = sigma2 / nl + np.einsum("vi,vi->v", mean_x, -cov_intercept)
-    with np.errstate(invalid="ignore"):
-        root = np.sqrt(np.maximum(diag, 0.0))
-        bound = 0.99999 * root[:, :, None] * root[:, None, :]
-        pairs = covariance > bound
-        pairs[:, np.arange(q), np.arange(q)] = False
-        invalid = (diag < 1e-20).any(axis=1) | pairs.any(axis=(1, 2)) | \
-            (cov_intercept > 0.99999 * root * np.sqrt(np.maximum(var_intercept, 0.0))[:, None]
-             ).any(axis=1)
-    invalid |= ~np.isfinite(beta).all(axis=1) | ~np.isfinite(diag).all(axis=1)
+    live = live[ok]
+    beta, se, df, invalid = _fit(corr[ok], scale[ok], mean_x[ok], cxy[ok], cyy[ok], nl[ok],
+                                 predictors)
     error[live[invalid]] = GlmError.INVALID_RESULT
     good = ~invalid
     live = live[good]
-    b, se = beta[good, 0], root[good, 0]
-    t = b / se
-    result["beta"][live] = b
-    result["se"][live] = se
+    t = beta[good] / se[good]
+    result["beta"][live] = beta[good]
+    result["se"][live] = se[good]
     result["t"][live] = t
     result["p"][live] = t_two_sided_p(t, df[good])
     return LinearResult(result["beta"], result["se"], result["t"], result["p"], count,
                         alt_freq, error, tuple(int(c) for c in range(1, k) if c not in kept),
                         None if skip is None else skip[1])
+
+
+def _fit(corr: np.ndarray, scale: np.ndarray, mean_x: np.ndarray, cxy: np.ndarray,
+         cyy: np.ndarray, n: np.ndarray,
+         predictors: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Least squares from the centred sums of variants that passed the correlation checks:
+    the genotype's beta and SE, the degrees of freedom, and plink2's `validParameters()`
+    verdict over the whole coefficient covariance matrix (the intercept's row included)."""
+    a = _inverse(corr) * scale[:, :, None] * scale[:, None, :]    # (centred X^T X)^-1
+    beta = np.einsum("vij,vj->vi", a, cxy)
+    df = n - predictors
+    sigma2 = (cyy - np.einsum("vi,vi->v", beta, cxy)) / df
+    covariance = a * sigma2[:, None, None]
+    diag = np.einsum("vii->vi", covariance)
+    cov_intercept = -np.einsum("vij,vj->vi", covariance, mean_x)
+    var_intercept = sigma2 / n - np.einsum("vi,vi->v", mean_x, cov_intercept)
+    q = corr.shape[1]
+    with np.errstate(invalid="ignore"):
+        root = np.sqrt(np.maximum(diag, 0.0))
+        pairs = covariance > 0.99999 * root[:, :, None] * root[:, None, :]
+        pairs[:, np.arange(q), np.arange(q)] = False
+        with_intercept = cov_intercept > \
+            0.99999 * root * np.sqrt(np.maximum(var_intercept, 0.0))[:, None]
+        invalid = (diag < 1e-20).any(axis=1) | pairs.any(axis=(1, 2)) | \
+            with_intercept.any(axis=1)
+    invalid |= ~np.isfinite(beta).all(axis=1) | ~np.isfinite(diag).all(axis=1)
+    return beta[:, 0], root[:, 0], df, invalid
 
 
 def _covariate_checks(design_gram: np.ndarray,
@@ -266,7 +282,9 @@ def _covariate_checks(design_gram: np.ndarray,
         index = np.array(kept)
         block = design_gram[np.ix_(index, index)] - np.outer(sums[index], sums[index]) / n
         root = 1.0 / np.sqrt(np.diag(block))
-        code = _corr_vif_codes((block * root[:, None] * root[None, :])[None])[0]
+        corr = block * root[:, None] * root[None, :]
+        np.fill_diagonal(corr, 1.0)
+        code = _corr_vif_codes(corr[None])[0]
         if code:
             label = GlmError(int(code)).label
             return kept, (GlmError(int(code)), f"the covariates alone fail the {label} check")
@@ -274,14 +292,18 @@ def _covariate_checks(design_gram: np.ndarray,
 
 
 def _corr_vif_codes(corr: np.ndarray) -> np.ndarray:
-    """CORR_TOO_HIGH / VIF_INFINITE / VIF_TOO_HIGH / 0 per correlation matrix (batch)."""
+    """CORR_TOO_HIGH / VIF_INFINITE / VIF_TOO_HIGH / 0 per correlation matrix (a batch, unit
+    diagonal). As in `CheckMaxCorrAndVif`, any pair beyond the limit (an infinite one too:
+    a predictor constant over the sample, its variance rounded to a tiny non-zero) is
+    CORR_TOO_HIGH; an undefined pair (0/0) makes the matrix fail inversion: VIF_INFINITE."""
     codes = np.zeros(len(corr), dtype=np.int8)
     if corr.shape[1] < 2:           # one predictor: plink2 skips the check
         return codes
-    finite = np.isfinite(corr).all(axis=(1, 2))
-    off = np.abs(np.where(np.eye(corr.shape[1], dtype=bool), 0.0, np.nan_to_num(corr)))
-    codes[finite & (off > MAX_CORR).any(axis=(1, 2))] = GlmError.CORR_TOO_HIGH
-    codes[~finite] = GlmError.VIF_INFINITE
+    off = ~np.eye(corr.shape[1], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        too_high = ((np.abs(corr) > MAX_CORR) & off).any(axis=(1, 2))
+    codes[too_high] = GlmError.CORR_TOO_HIGH
+    codes[~too_high & ~np.isfinite(corr).all(axis=(1, 2))] = GlmError.VIF_INFINITE
     rest = np.flatnonzero(codes == 0)
     eigen = np.linalg.eigvalsh(corr[rest])
     singular = (eigen[:, 0] <= 0) | (eigen[:, 0] < SINGULAR_RCOND * eigen[:, -1])
