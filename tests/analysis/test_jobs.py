@@ -10,9 +10,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from genofed.analysis import data, prs
 from genofed.analysis.client import HubClient
-from tests.analysis.conftest import LDL, AnalysisNetwork
-from tests.analysis.plink import plink2, printed_mismatches, read_table
+from genofed.analysis.spec import Trait
+from tests.analysis.conftest import LDL, SEIZURES, AnalysisNetwork
+from tests.analysis.plink import (
+    plink2,
+    printed_mismatches,
+    pvar_keys,
+    read_table,
+    share_cohort,
+)
+from tests.analysis.test_prs import _entries, _pgs_text
 
 pytestmark = pytest.mark.external
 
@@ -86,3 +95,40 @@ def test_linear_gwas_equals_plink2_glm(analysis_network: AnalysisNetwork,
     files = set(job["files"])
     assert {"gwas-LOINC_2089-1.tsv", "gwas-LOINC_2089-1.tsv-meta.yaml",
             "gwas-LOINC_2089-1-manhattan.png", "gwas-LOINC_2089-1-qq.png"} <= files
+
+
+def test_polygenic_score_distribution_equals_the_pooled_scores(
+        analysis_network: AnalysisNetwork, tmp_path: Path) -> None:
+    cohort = analysis_network.cohort
+    keys = pvar_keys(cohort.plink_prefix)
+    people = [share_cohort(share) for share in cohort.shares]
+    lacking = {k for k, r in zip(keys, data.site_rows(people[2].dataset, keys), strict=True)
+               if r < 0}
+    text = _pgs_text(_entries(cohort, keys, lacking))
+    job = run_job(analysis_network, {"type": "prs", "trait": {"hpo": SEIZURES},
+                                     "prs": {"scoringFile": text, "bins": 20, "quantiles": 5}},
+                  tmp_path / "prs")
+    assert job["state"] == "done", job["message"]
+    # The same scores computed where the data is (each equal to plink2 --score: test_prs).
+    scoring = prs.parse_scoring_file(text)
+    scores, status = [], []
+    for person in people:
+        matched = prs.match_variants(person.dataset, scoring)
+        scores.append(prs.individual_scores(data.dosages(person, matched.rows),
+                                            matched.effect_is_alt, scoring.weight).score_sum)
+        status.append(person.trait(Trait(hpo=SEIZURES)))
+    everyone = np.concatenate(scores)
+    summary = read_results(tmp_path / "prs" / "prs-summary.tsv")
+    assert summary["group"].tolist() == ["all", "female", "male"]
+    assert int(summary["individuals"][0]) == len(everyone)
+    assert float(summary["mean"][0]) == pytest.approx(everyone.mean(), rel=1e-9)
+    assert float(summary["sd"][0]) == pytest.approx(everyone.std(ddof=1), rel=1e-9)
+    quantiles = read_results(tmp_path / "prs" / "prs-quantiles.tsv")
+    cases = np.concatenate(status) == 1
+    lower = quantiles["score_from"].astype(float)
+    upper = quantiles["score_to"].astype(float)
+    inside = (everyone[:, None] >= lower) & (everyone[:, None] < upper)
+    assert quantiles["cases"].astype(int).tolist() == inside[cases].sum(axis=0).tolist()
+    assert quantiles["controls"].astype(int).tolist() == inside[~cases].sum(axis=0).tolist()
+    assert float(quantiles["odds_ratio"][-1]) > 1.5
+    assert {"prs-distribution.tsv", "prs-meta.yaml", "prs-histogram.png"} <= set(job["files"])

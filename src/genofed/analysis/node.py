@@ -227,7 +227,8 @@ class AnalysisNode:
             "populations": sorted({p for s in selections for p in s.populations if p}),
             # the node's release rules, so the coordinator applies the strictest
             "minMac": settings.analysis.min_mac,
-            "minIndividuals": settings.analysis.min_individuals}
+            "minIndividuals": settings.analysis.min_individuals,
+            "countFloor": settings.disclosure.count_floor}
         return RoundReply(self.node_id, "ok", public=public)
 
     def _named_datasets(self, spec: JobSpec) -> list[Dataset]:

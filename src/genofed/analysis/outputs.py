@@ -153,11 +153,35 @@ def _chi2_isf(p: float) -> float:
 
 
 def write_table(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Tab-separated, floats with 10 significant digits, NaN as NA, open ends as -inf/inf."""
     lines = ["\t".join(header)]
     for row in rows:
-        lines.append("\t".join(_number(v) if isinstance(v, float) else str(v) for v in row))
+        lines.append("\t".join(_cell(v) for v in row))
     path.write_text("\n".join(lines) + "\n")
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return ("inf" if value > 0 else "-inf") if math.isinf(value) else _number(value)
+    return str(value)
 
 
 def write_yaml(path: Path, document: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def histogram_plot(path: Path, edges: np.ndarray, counts: np.ndarray, *, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    axes.stairs(counts, edges, fill=True, color="#6fa8dc", edgecolor="#1f4e79")
+    axes.set_xlabel("score")
+    axes.set_ylabel("individuals")
+    axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

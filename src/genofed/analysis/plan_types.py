@@ -157,3 +157,104 @@ class LinearPlan(_GwasPlan):
         labels = result.error_labels()
         self.errors = {label: labels.count(label) for label in sorted(set(labels))
                        if label != "."}
+
+
+class PrsPlan(Plan):
+    """A polygenic score's distribution: pooled moments (mean and SD per group), then
+    histograms on edges around them; for a binary trait also cases and controls per score
+    quantile (odds ratios against the lowest) and the AUC. No variant is released: each node
+    matches the scoring file against its own data.
+
+    Display cells below the largest count floor of the nodes are suppressed (written NA)."""
+
+    GROUPS = ["all", "female", "male"]
+
+    def __init__(self, spec: Any, n_variants: int, nodes: dict[str, dict[str, Any]]) -> None:
+        super().__init__(spec, n_variants, nodes)
+        self.eligible = np.empty(0, dtype=np.int64)
+        self.edges: np.ndarray | None = None
+        self.distribution: Any = None
+
+    def expected_steps(self) -> int:
+        return 2
+
+    def next_step(self) -> Step | None:
+        if self.edges is None:
+            return self._step("moments", extra={"groups": self.GROUPS})
+        if self.distribution is None:
+            return self._step("histogram", arrays={"edges": self.edges},
+                              extra={"groups": self.GROUPS})
+        return None
+
+    def absorb(self, summed: dict[str, np.ndarray]) -> None:
+        from genofed.analysis import prs
+
+        assert self.spec.prs is not None
+        if self.edges is None:
+            self.edges = prs.histogram_edges(summed, self.spec.prs.bins)
+            return
+        self.distribution = prs.combine_distribution(
+            summed, self.edges, bins=self.spec.prs.bins, quantiles=self.spec.prs.quantiles)
+
+    def floor(self) -> int:
+        return max([int(n.get("countFloor", 0)) for n in self.nodes.values()] + [1])
+
+    def write(self, directory: Path, variants: VariantTable,
+              meta: dict[str, Any]) -> list[str]:
+        assert self.distribution is not None and self.spec.prs is not None
+        result, floor = self.distribution, self.floor()
+
+        def shown(count: int) -> object:
+            return count if count == 0 or count >= floor else "NA"
+
+        edges = [-np.inf, *result.display_edges.tolist(), np.inf]
+        rows: list[list[object]] = []
+        for g, group in enumerate(self.GROUPS):
+            for b in range(len(edges) - 1):
+                rows.append([group, float(edges[b]), float(edges[b + 1]),
+                             shown(int(result.histogram[g, b]))])
+        outputs.write_table(directory / "prs-distribution.tsv",
+                            ["group", "score_from", "score_to", "individuals"], rows)
+        outputs.write_table(directory / "prs-summary.tsv", ["group", "individuals", "mean", "sd"],
+                            [[group, shown(int(result.count[g])), float(result.mean[g]),
+                              float(result.sd[g])] for g, group in enumerate(self.GROUPS)])
+        files = ["prs-distribution.tsv", "prs-summary.tsv"]
+        summary: dict[str, Any] = {
+            "analysis": "prs", "job": meta["job"], "network": meta["network"],
+            "datasets": self._datasets(meta), "nodes": meta["participants"],
+            "individuals": self._individuals(meta), "score": "SCORE1_SUM (plink2 --score)",
+            "suppressed_below": floor}
+        scoring_id = _scoring_id(self.spec.prs.scoring_file)
+        if scoring_id:
+            summary["pgs_id"] = scoring_id
+        if result.quantile_cases is not None:
+            assert self.spec.trait is not None
+            q_rows = []
+            for q in range(len(result.quantile_cases)):
+                cases, controls = int(result.quantile_cases[q]), int(result.quantile_controls[q])
+                hidden = 0 < cases < floor or 0 < controls < floor
+                q_rows.append([q + 1, float(result.quantile_edges[q]),
+                               float(result.quantile_edges[q + 1]), shown(cases),
+                               shown(controls),
+                               *(("NA", "NA", "NA") if hidden else (
+                                   float(result.odds_ratio[q]), float(result.or_lower[q]),
+                                   float(result.or_upper[q])))])
+            outputs.write_table(directory / "prs-quantiles.tsv", [
+                "quantile", "score_from", "score_to", "cases", "controls", "odds_ratio",
+                "ci_lower", "ci_upper"], q_rows)
+            files.append("prs-quantiles.tsv")
+            summary.update(trait=self.spec.trait.name, auc=float(result.auc),
+                           auc_within=float(result.auc_bound))
+        outputs.write_yaml(directory / "prs-meta.yaml", summary)
+        plotted = result.histogram[0, 1:-1].copy()
+        plotted[(plotted > 0) & (plotted < floor)] = 0     # suppressed cells stay hidden
+        outputs.histogram_plot(directory / "prs-histogram.png", result.display_edges, plotted,
+                               title=f"Polygenic score, everyone (cells below {floor} hidden)")
+        return [*files, "prs-meta.yaml", "prs-histogram.png"]
+
+
+def _scoring_id(text: str) -> str | None:
+    for line in text.splitlines()[:50]:
+        if line.startswith("#pgs_id="):
+            return line.split("=", 1)[1].strip()
+    return None

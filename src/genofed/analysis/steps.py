@@ -181,12 +181,26 @@ def _pca_step(state: NodeAnalysisState, request: RoundRequest, cohort: Cohort) -
 
 
 def _prs_step(request: RoundRequest, spec: JobSpec, cohort: Cohort) -> Statistics:
+    """Every individual's score as `plink2 --score` computes it on this dataset (SCORE1_SUM);
+    only their distribution leaves: moments first, then histograms on the pooled edges."""
     from genofed.analysis import prs
 
     assert spec.prs is not None
     scoring = prs.parse_scoring_file(spec.prs.scoring_file)
-    scores = prs.node_scores(cohort, scoring)
-    trait = cohort.trait(spec.trait) if spec.trait is not None else None
-    stats: Statistics = prs.distribution_statistics(scores, trait, request.step,
-                                                    request.arrays)
-    return stats
+    build = _ASSEMBLIES.get((scoring.genome_build or "").lower())
+    if build is not None and build != spec.assembly:
+        raise StepError(f"the scoring file's positions are on {build}, the job's on "
+                        f"{spec.assembly}")
+    matched = prs.match_variants(cohort.dataset, scoring)
+    scores = prs.individual_scores(dosages(cohort, matched.rows), matched.effect_is_alt,
+                                   scoring.weight).score_sum
+    groups = group_matrix(cohort, request.extra.get("groups", ["all"]))
+    edges = request.arrays.get("edges")
+    trait = None
+    if edges is not None and spec.trait is not None and spec.trait.binary:
+        trait = cohort.trait(spec.trait)
+    return prs.distribution_statistics(scores, groups, edges=edges, trait=trait)
+
+
+#: How PGS Catalog headers name builds.
+_ASSEMBLIES = {"grch37": "GRCh37", "hg19": "GRCh37", "grch38": "GRCh38", "hg38": "GRCh38"}
