@@ -89,8 +89,9 @@ def test_linear_gwas_equals_plink2_glm(analysis_network: AnalysisNetwork,
     assert printed_mismatches(beta[ok] * sign[ok], glm["BETA"][rows][ok]).size == 0
     for ours_column, theirs_column in (("standard_error", "SE"), ("p_value", "P")):
         values = np.array([np.nan if v == "NA" else float(v) for v in ours[ours_column]])
-        bad = printed_mismatches(values[ok], glm[theirs_column][rows][ok])
-        assert bad.size == 0, (ours_column, values[ok][bad[:5]], glm[theirs_column][rows][ok][bad[:5]])
+        printed = glm[theirs_column][rows][ok]
+        bad = printed_mismatches(values[ok], printed)
+        assert bad.size == 0, (ours_column, values[ok][bad[:5]], printed[bad[:5]])
     assert np.array_equal(ours["n"].astype(int), glm["OBS_CT"][rows].astype(int))
     files = set(job["files"])
     assert {"gwas-LOINC_2089-1.tsv", "gwas-LOINC_2089-1.tsv-meta.yaml",

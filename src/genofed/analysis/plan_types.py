@@ -4,7 +4,7 @@ files it writes from their pooled sums (the solvers are in the statistics module
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -123,7 +123,7 @@ class _GwasPlan(Plan):
                    "min_mac": self.threshold(), "not_estimable": self.errors,
                    "lacked_per_node": {n: meta["nodes"][n].get("variantsLacked", 0)
                                        for n in meta["participants"]},
-                   "variants_tested": int(len(self.eligible))}
+                   "variants_tested": len(self.eligible)}
         return gwas_files(directory, stem, self.spec, variants, self.results, meta,
                           datasets=self._datasets(meta), individuals=self._individuals(meta),
                           cases=self.cases, dropped=dropped)
@@ -167,7 +167,7 @@ class PrsPlan(Plan):
 
     Display cells below the largest count floor of the nodes are suppressed (written NA)."""
 
-    GROUPS = ["all", "female", "male"]
+    GROUPS: ClassVar[list[str]] = ["all", "female", "male"]
 
     def __init__(self, spec: Any, n_variants: int, nodes: dict[str, dict[str, Any]]) -> None:
         super().__init__(spec, n_variants, nodes)
