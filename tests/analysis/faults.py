@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from genofed.analysis.protocol import ENDPOINT, RoundKind, RoundReply, RoundRequest
+from genofed.analysis.protocol import (
+    ENDPOINT,
+    SIGNATURE_BYTES,
+    RoundKind,
+    RoundReply,
+    RoundRequest,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,7 +29,8 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 @dataclass
 class Fault:
     """What goes wrong: "fail" (500), "stall" (answer after `delay` seconds) or "tamper" (one
-    bit of the masked contribution flipped), from statistics round `from_round` on."""
+    bit of the masked contribution flipped after the node signed it), from statistics round
+    `from_round` on."""
 
     kind: str
     from_round: int = 1
@@ -76,12 +83,13 @@ class FaultyNode:
             return
         # tamper: let the node answer, then flip one bit of its masked vector
         status, headers, answer = await _capture(self.app, scope, replay)
-        reply = RoundReply.from_bytes(answer)
+        signature, body = answer[:SIGNATURE_BYTES], answer[SIGNATURE_BYTES:]
+        reply = RoundReply.from_bytes(body)
         if "masked" in reply.arrays:
             masked = reply.arrays["masked"].copy()
             masked[len(masked) // 2] ^= np.uint64(1 << 40)
             reply.arrays["masked"] = masked
-        await _respond(send, status, reply.to_bytes(), [
+        await _respond(send, status, signature + reply.to_bytes(), [
             (k, v) for k, v in headers if k.lower() != b"content-length"])
 
 

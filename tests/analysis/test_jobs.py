@@ -133,3 +133,78 @@ def test_polygenic_score_distribution_equals_the_pooled_scores(
     assert quantiles["controls"].astype(int).tolist() == inside[~cases].sum(axis=0).tolist()
     assert float(quantiles["odds_ratio"][-1]) > 1.5
     assert {"prs-distribution.tsv", "prs-meta.yaml", "prs-histogram.png"} <= set(job["files"])
+
+
+def _floats(column: np.ndarray) -> np.ndarray:
+    return np.array([np.nan if v in ("NA", ".") else float(v) for v in column])
+
+
+def test_logistic_gwas_equals_plink2_glm_with_firth_fallback(
+        analysis_network: AnalysisNetwork, tmp_path: Path) -> None:
+    """Tolerances as test_logistic explains (plink2 fits in single precision): Newton-Raphson
+    fits within 1e-4, Firth fits within 1e-3 (most within 1e-4)."""
+    cohort = analysis_network.cohort
+    job = run_job(analysis_network, {"type": "gwas-logistic", "trait": {"hpo": SEIZURES},
+                                     "covariates": ["sex", "age"]}, tmp_path / "seizures")
+    assert job["state"] == "done", job["message"]
+    plink2("--pfile", cohort.plink_prefix, "--pheno", cohort.pheno, "--pheno-name",
+           "SEIZURES", "--covar", cohort.covar, "--covar-name", "SEX,AGE", "--glm",
+           "hide-covar", "cols=+beta,+a1freq,+firth", out=tmp_path / "plink")
+    glm = read_table(tmp_path / "plink.SEIZURES.glm.logistic.hybrid")
+    ours = read_results(tmp_path / "seizures" / "gwas-HP_0002069.tsv")
+    theirs = keyed(glm, "#CHROM" if "#CHROM" in glm else "CHROM", "POS", "REF", "ALT")
+    rows = np.array([theirs[key] for key in keyed(ours, "chromosome", "base_pair_location",
+                                                  "other_allele", "effect_allele")])
+    assert np.array_equal(ours["n"].astype(int), glm["OBS_CT"][rows].astype(int))
+    sign = np.where(glm["A1"][rows] == glm["ALT"][rows], 1.0, -1.0)
+    beta, se, p = (_floats(glm[c][rows]) for c in ("BETA", "SE", "P"))
+    our_beta, our_se, our_p = (_floats(ours[c]) for c in ("beta", "standard_error", "p_value"))
+    assert np.array_equal(np.isnan(beta), np.isnan(our_beta))
+    fitted = ~np.isnan(beta)
+    firth = glm["FIRTH?"][rows] == "Y"
+    newton = fitted & ~firth
+    assert newton.sum() > 3000 and (fitted & firth).sum() > 20
+    gap = np.abs(our_beta * sign - beta)
+    assert (gap[newton] <= 1e-4 * np.maximum(np.abs(beta), se)[newton]).all()
+    assert (np.abs(our_se - se)[newton] <= 1e-4 * se[newton]).all()
+    large = newton & (p >= 1e-10)
+    assert (np.abs(our_p - p)[large] <= 1e-4 * p[large]).all()
+    small = newton & (p < 1e-10)
+    assert (np.abs(np.log10(our_p[small]) - np.log10(p[small]))
+            <= 1e-5 * -np.log10(p[small])).all()
+    both = fitted & firth
+    assert (np.abs(our_beta * sign - beta)[both] <= 1e-3 * np.abs(beta[both])).all()
+    assert (np.abs(our_se - se)[both] <= 1e-3 * se[both]).all()
+    assert "odds_ratio" in ours
+    meta = (tmp_path / "seizures" / "gwas-HP_0002069.tsv-meta.yaml").read_text()
+    assert "case_count" in meta and "firth_fallback" in meta
+
+
+def test_pca_equals_plink2_on_the_same_variants(analysis_network: AnalysisNetwork,
+                                                tmp_path: Path) -> None:
+    cohort = analysis_network.cohort
+    job = run_job(analysis_network, {"type": "pca", "pca": {"components": 5}},
+                  tmp_path / "pca")
+    assert job["state"] == "done", job["message"]
+    loadings = read_results(tmp_path / "pca" / "pca-loadings.tsv")
+    ids = [f"{c}:{p}:{r}:{a}" for c, p, r, a in zip(
+        loadings["chromosome"], loadings["base_pair_location"], loadings["ref"],
+        loadings["alt"], strict=True)]
+    assert len(ids) > 200
+    (tmp_path / "chosen.txt").write_text("".join(f"{i}\n" for i in ids))
+    plink2("--pfile", cohort.plink_prefix, "--extract", tmp_path / "chosen.txt", "--pca", "5",
+           "meanimpute", "biallelic-var-wts", out=tmp_path / "plink")
+    theirs = np.loadtxt(tmp_path / "plink.eigenval")
+    ours = read_results(tmp_path / "pca" / "pca-eigenvalues.tsv")["eigenvalue"].astype(float)
+    assert printed_mismatches(ours, theirs.astype(str)).size == 0
+    weights = read_table(tmp_path / "plink.eigenvec.var")
+    order = {identifier: i for i, identifier in enumerate(weights["ID"])}
+    rows = np.array([order[i] for i in ids])
+    for c in range(5):
+        mine = loadings[f"pc{c + 1}"].astype(float)
+        plinks = weights[f"PC{c + 1}"][rows].astype(float)
+        assert abs(np.corrcoef(mine, plinks)[0, 1]) >= 0.9999
+    # Each node kept its individuals' scores for later jobs (they never left it).
+    for share in cohort.shares:
+        scores = share.node / "analysis" / "scores" / job["id"] / f"{share.dataset}.npz"
+        assert scores.is_file()

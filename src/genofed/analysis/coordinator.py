@@ -145,7 +145,8 @@ class Coordinator:
         while True:
             wanted = plan.wants_positions()
             if wanted is not None:  # e.g. PCA thins its variants by distance
-                plan.positions = await self._reveal(run, *wanted)
+                plan.positions = await self._reveal(run, *wanted, step="positions",
+                                                     number=plan.number)
                 self._save(run, plan)
                 continue
             step = plan.next_step()
@@ -157,7 +158,8 @@ class Coordinator:
             else:
                 plan.absorb(summed)
             self._save(run, plan)
-        variants = await self._reveal(run, *plan.to_reveal())
+        variants = await self._reveal(run, *plan.to_reveal(), step="release",
+                                      number=plan.number + 1)
         directory = self.store.job_dir(job.id) / "results"
         directory.mkdir(exist_ok=True)
         files = plan.write(directory, variants, self._meta(run))
@@ -298,8 +300,9 @@ class Coordinator:
             run.participants = [p for p in run.participants if p not in bad]
             run.attempt += 1
             if len(run.participants) < 2:
-                raise JobFailed(f"too few nodes are left after {', '.join(bad)} dropped out "
-                                "(a job needs at least two)")
+                reasons = "; ".join(f"{node}: {run.nodes[node]['message']}" for node in bad)
+                raise JobFailed(f"too few nodes are left to go on (a job needs at least two): "
+                                f"{reasons}")
             log.warning("job %s: %s dropped out; starting again over %s", run.job.id,
                         ", ".join(bad), ", ".join(run.participants))
             return None
@@ -323,8 +326,12 @@ class Coordinator:
                     f"not {participants}")
         return None
 
-    async def _reveal(self, run: _Run, indices: np.ndarray, mac: np.ndarray) -> VariantTable:
+    async def _reveal(self, run: _Run, indices: np.ndarray, mac: np.ndarray, *, step: str,
+                      number: int) -> VariantTable:
+        """The variants behind `indices` of the job's order (positions a plan needs on the
+        way, or the ones the result releases)."""
         request = RoundRequest(run.job.id, RoundKind.REVEAL, run.participants, run.attempt,
+                               step=step, number=number,
                                arrays={"tokens": run.union[indices], "mac": mac})
         answers = await asyncio.gather(*(self._ask(m, request) for m in self._members(run)))
         failed = [a for a in answers if not a.ok]

@@ -32,11 +32,19 @@ def _contig_order(contig: str) -> tuple[int, str]:
     return (int(bare), "") if bare.isdigit() else (100, bare)
 
 
+def genomic_order(contig: Sequence[str], pos: np.ndarray, ref: Sequence[str],
+                  alt: Sequence[str]) -> list[int]:
+    """Row indices sorted by chromosome, position and alleles (a job's own variant order
+    follows its keyed tokens, different in every job: files are written in this one)."""
+    return sorted(range(len(pos)), key=lambda i: (_contig_order(contig[i]), int(pos[i]),
+                                                  ref[i], alt[i]))
+
+
 def write_gwas_ssf(path: Path, *, contig: Sequence[str], pos: np.ndarray, ref: Sequence[str],
                    alt: Sequence[str], beta: np.ndarray, se: np.ndarray, freq: np.ndarray,
                    p: np.ndarray, n: np.ndarray, odds_ratio: bool = False) -> int:
     """Write the summary statistics; returns the number of rows."""
-    order = sorted(range(len(pos)), key=lambda i: (_contig_order(contig[i]), int(pos[i])))
+    order = genomic_order(contig, pos, ref, alt)
     columns = ["chromosome", "base_pair_location", "effect_allele", "other_allele", "beta",
                "standard_error", "effect_allele_frequency", "p_value", "n"]
     if odds_ratio:
@@ -181,6 +189,25 @@ def histogram_plot(path: Path, edges: np.ndarray, counts: np.ndarray, *, title: 
     axes.set_xlabel("score")
     axes.set_ylabel("individuals")
     axes.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def scree_plot(path: Path, eigenvalues: np.ndarray) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    components = np.arange(1, len(eigenvalues) + 1)
+    axes.plot(components, eigenvalues, marker="o", color="#1f4e79")
+    axes.set_xticks(components)
+    axes.set_xlabel("principal component")
+    axes.set_ylabel("eigenvalue")
+    axes.set_title("PCA: eigenvalues")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -57,8 +57,9 @@ class FreqPlan(Plan):
         if 0 not in shown:
             raise PlanError("the pooled cohort is smaller than a node's minimum")
         table = freq_stats.frequencies(counts)
+        order = outputs.genomic_order(variants.contig, variants.pos, variants.ref, variants.alt)
         rows: list[list[object]] = []
-        for row in range(len(variants.indices)):
+        for row in order:
             for group in shown:
                 rows.append([*_variant_cells(variants, row), self.groups[group],
                              float(table.alt_freq[row, group]), int(table.alt_count[row, group]),
@@ -73,13 +74,13 @@ class FreqPlan(Plan):
             [[*_variant_cells(variants, row), int(hardy.hom_ref[row]), int(hardy.het[row]),
               int(hardy.hom_alt[row]), float(hardy.observed_het[row]),
               float(hardy.expected_het[row]), float(hardy.p[row])]
-             for row in range(len(variants.indices))])
+             for row in order])
         missing = freq_stats.missingness(counts[:, 0])
         outputs.write_table(directory / "missing.tsv", [
             *_VARIANT, "missing_count", "obs_count", "f_miss"],
             [[*_variant_cells(variants, row), int(missing.missing_count[row]),
               int(missing.obs_count[row]), float(missing.f_miss[row])]
-             for row in range(len(variants.indices))])
+             for row in order])
         groups = [{"group": self.groups[g], "individuals": int(sizes[g])} for g in shown]
         outputs.write_yaml(directory / "freq-meta.yaml", {
             "analysis": "freq", "job": meta["job"], "network": meta["network"],
@@ -258,3 +259,177 @@ def _scoring_id(text: str) -> str | None:
         if line.startswith("#pgs_id="):
             return line.split("=", 1)[1].strip()
     return None
+
+
+class LogisticPlan(_GwasPlan):
+    """`plink2 --glm` for a binary trait: the counts step (with the cases as a second group,
+    for the pooled case count), then Newton-Raphson rounds over every variant still fitting,
+    with plink2's fallback to Firth regression (:class:`~genofed.analysis.logistic.
+    LogisticSolver`; typically 5-25 rounds)."""
+
+    def __init__(self, spec: Any, n_variants: int, nodes: dict[str, dict[str, Any]]) -> None:
+        super().__init__(spec, n_variants, nodes)
+        self.solver: Any = None
+
+    def expected_steps(self) -> int:
+        return 22
+
+    def _counts_step(self) -> Step:
+        return self._step("counts", extra={"groups": ["all", "case"]})
+
+    def next_step(self) -> Step | None:
+        if not self.counted:
+            return self._counts_step()
+        if self.results is not None:
+            return None
+        request = self.solver.request()
+        if request is None:
+            self._finish()
+            return None
+        return self._step("logistic", arrays={**request,
+                                              "variants": self.eligible[request["variants"]]})
+
+    def absorb(self, summed: dict[str, np.ndarray]) -> None:
+        if not self.counted:
+            from genofed.analysis import logistic
+
+            self.cases = int(summed["counts"][0, 1].sum()) if len(summed["counts"]) else 0
+            self._absorb_first(summed)
+            self.solver = logistic.LogisticSolver(len(self.eligible),
+                                                  1 + len(self.spec.covariates))
+            return
+        self.solver.absorb(summed)
+
+    def _finish(self) -> None:
+        result = self.solver.result()
+        errors = np.asarray(result.error, dtype=str)
+        estimated = np.isin(errors, ["", ".", "UNFINISHED"])
+        flip = np.where(result.a1_is_ref, -1.0, 1.0)     # results for ALT, as GWAS-SSF has it
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a1_freq = result.a1_count / (2.0 * result.obs_ct)
+        self.results = {
+            "beta": np.where(estimated, result.beta * flip, np.nan),
+            "se": np.where(estimated, result.se, np.nan),
+            "p": np.where(estimated, result.p, np.nan),
+            "n": result.obs_ct,
+            "freq": np.where(result.a1_is_ref, 1.0 - a1_freq, a1_freq)}
+        self.errors = {label: int((errors == label).sum()) for label in sorted(set(errors))
+                       if label not in ("", ".")}
+        self.errors["firth_fallback"] = int(np.asarray(result.firth).sum())
+        self.errors["rounds"] = int(result.rounds)
+
+
+class PcaPlan(Plan):
+    """Principal components (`plink2 --pca meanimpute`) over variants with pooled minor allele
+    frequency at least `pca.minMaf`, thinned to one per `pca.minDistance` bp (their positions
+    are revealed for that once their pooled counts allow it); a block Krylov iteration on the
+    pooled variant-space matrix (:class:`~genofed.analysis.pca.PcaSolver`), then a last step in
+    which each node computes and keeps its own individuals' scores (never sent)."""
+
+    def __init__(self, spec: Any, n_variants: int, nodes: dict[str, dict[str, Any]]) -> None:
+        super().__init__(spec, n_variants, nodes)
+        self.counts: np.ndarray | None = None
+        self.candidates = np.empty(0, dtype=np.int64)
+        self.solver: Any = None
+        self.result: Any = None
+        self.scored = False
+
+    def expected_steps(self) -> int:
+        return 12
+
+    def wants_positions(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.counts is not None and self.positions is None:
+            return self.candidates, self.mac[self.candidates]
+        return None
+
+    def next_step(self) -> Step | None:
+        if self.counts is None:
+            return self._step("counts", extra={"groups": ["all"]})
+        if self.solver is None:
+            self._start()
+        if self.result is None:
+            request = self.solver.request()
+            if request is not None:
+                return self._step("pca", arrays={**request, "variants": self.eligible})
+            self.result = self.solver.result()
+        if not self.scored:
+            return self._step("scores", arrays={
+                "variants": self.eligible, "eigenvalues": self.result.eigenvalues,
+                "loadings": self.result.loadings, "alt_freq": self.result.alt_freq,
+                "alt_major": self.result.alt_major.astype(np.int64)})
+        return None
+
+    def absorb(self, summed: dict[str, np.ndarray]) -> None:
+        if self.counts is None:
+            self.counts = summed["counts"].astype(np.int64)
+            self._absorb_counts(self.counts)
+            everyone = self.counts[:, 0, :]
+            observed = 2 * everyone[:, :3].sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                maf = self.mac / observed
+            self.candidates = np.flatnonzero((self.mac >= self.threshold())
+                                             & (maf >= self.spec.pca.min_maf))
+            return
+        if self.result is None:
+            self.solver.absorb(summed)
+            return
+        self.scored = True
+
+    def _start(self) -> None:
+        """Thin the candidates by distance, then seed the solver with their pooled allele
+        counts (the counts step already has them: no extra round)."""
+        from genofed.analysis import pca
+
+        assert self.positions is not None and self.counts is not None
+        table = self.positions
+        order = outputs.genomic_order(table.contig, table.pos, table.ref, table.alt)
+        kept: list[int] = []
+        last: dict[str, int] = {}
+        for row in order:
+            contig, pos = table.contig[row], int(table.pos[row])
+            if contig in last and pos - last[contig] < self.spec.pca.min_distance:
+                continue
+            last[contig] = pos
+            kept.append(int(table.indices[row]))
+        self.eligible = np.array(sorted(kept), dtype=np.int64)
+        components = self.spec.pca.components
+        if len(self.eligible) < components:
+            raise PlanError(f"{len(self.eligible)} variants pass the PCA filters, fewer than "
+                            f"the {components} components asked for")
+        self.solver = pca.PcaSolver(len(self.eligible), components)
+        everyone = self.counts[self.eligible, 0, :]
+        self.solver.request()
+        self.solver.absorb({"alt_count": (everyone[:, 1] + 2 * everyone[:, 2]).astype(float),
+                            "allele_count": (2 * everyone[:, :3].sum(axis=1)).astype(float)})
+
+    def write(self, directory: Path, variants: VariantTable,
+              meta: dict[str, Any]) -> list[str]:
+        assert self.result is not None
+        values = self.result.eigenvalues
+        outputs.write_table(directory / "pca-eigenvalues.tsv", ["component", "eigenvalue"],
+                            [[f"pc{i + 1}", float(v)] for i, v in enumerate(values)])
+        order = outputs.genomic_order(variants.contig, variants.pos, variants.ref, variants.alt)
+        position = {int(index): row for row, index in enumerate(self.eligible)}
+        loadings = self.result.loadings
+        outputs.write_table(
+            directory / "pca-loadings.tsv",
+            [*_VARIANT, "allele", *(f"pc{i + 1}" for i in range(len(values)))],
+            [[*_variant_cells(variants, row),
+              variants.ref[row] if self.result.alt_major[position[int(variants.indices[row])]]
+              else variants.alt[row],
+              *(float(w) for w in loadings[position[int(variants.indices[row])]])]
+             for row in order])
+        outputs.write_yaml(directory / "pca-meta.yaml", {
+            "analysis": "pca", "job": meta["job"], "network": meta["network"],
+            "datasets": self._datasets(meta), "nodes": meta["participants"],
+            "individuals": self._individuals(meta), "components": len(values),
+            "variants": len(self.eligible), "min_maf": self.spec.pca.min_maf,
+            "min_distance": self.spec.pca.min_distance, "min_mac": self.threshold(),
+            "rounds": int(self.result.rounds), "converged": bool(self.result.converged),
+            "method": "plink2 --pca meanimpute (variance-standardised dosages, missing "
+                      "calls at the mean); loadings as plink2 biallelic-var-wts, for the "
+                      "minor allele ('allele' column)",
+            "scores": "kept at each node for its own individuals (covariates pc1..pcN of "
+                      "later GWAS jobs with pcaJob set to this job)"})
+        outputs.scree_plot(directory / "pca-eigenvalues.png", values)
+        return ["pca-eigenvalues.tsv", "pca-loadings.tsv", "pca-meta.yaml", "pca-eigenvalues.png"]

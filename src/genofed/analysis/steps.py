@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import dask
 import numpy as np
@@ -128,7 +127,7 @@ def _dataset_statistics(state: NodeAnalysisState, request: RoundRequest, spec: J
     if spec.type is AnalysisType.FREQ or step == "counts":
         from genofed.analysis import freq
 
-        groups = group_matrix(cohort, request.extra.get("groups", ["all"]))
+        groups = group_matrix(cohort, request.extra.get("groups", ["all"]), spec)
         return {"counts": freq.genotype_counts(job_dosages(state, request.job, cohort,
                                                            variants), groups)}
     if spec.type is AnalysisType.LINEAR:
@@ -141,8 +140,9 @@ def _dataset_statistics(state: NodeAnalysisState, request: RoundRequest, spec: J
         from genofed.analysis import logistic
 
         design, trait = gwas_inputs(cohort, spec, state)
-        return logistic.logistic_statistics(job_dosages(state, request.job, cohort, variants),
-                                            design, trait, arrays)
+        dose = job_dosages(state, request.job, cohort, variants)
+        asked = {**arrays, "variants": np.arange(len(arrays["variants"]))}
+        return logistic.logistic_statistics(dose, design, trait, asked)
     if spec.type is AnalysisType.PCA:
         return _pca_step(state, request, cohort)
     if spec.type is AnalysisType.PRS:
@@ -150,12 +150,17 @@ def _dataset_statistics(state: NodeAnalysisState, request: RoundRequest, spec: J
     raise StepError(f"job type {spec.type} has no step {step!r}")
 
 
-def group_matrix(cohort: Cohort, groups: list[str]) -> np.ndarray:
-    """(groups, individuals) membership: "all", "female", "male", "pop:<label>"."""
+def group_matrix(cohort: Cohort, groups: list[str], spec: JobSpec | None = None) -> np.ndarray:
+    """(groups, individuals) membership: "all", "female", "male", "pop:<label>", and "case"
+    (the job's binary trait)."""
     rows = []
     for group in groups:
         if group == "all":
             rows.append(np.ones(len(cohort), dtype=bool))
+        elif group == "case":
+            if spec is None or spec.trait is None or not spec.trait.binary:
+                raise StepError("the case group needs a binary trait")
+            rows.append(cohort.trait(spec.trait) == 1.0)
         elif group in ("female", "male"):
             rows.append(cohort.sex == (2.0 if group == "female" else 1.0))
         elif group.startswith("pop:"):
@@ -168,16 +173,19 @@ def group_matrix(cohort: Cohort, groups: list[str]) -> np.ndarray:
 def _pca_step(state: NodeAnalysisState, request: RoundRequest, cohort: Cohort) -> Statistics:
     from genofed.analysis import pca
 
-    variants = request.arrays["variants"]
-    dose = job_dosages(state, request.job, cohort, variants)
+    dose = job_dosages(state, request.job, cohort, request.arrays["variants"])
     if request.step == "scores":
-        result: Any = pca.result_from_arrays(request.arrays)
-        scores = pca.pca_scores(dose, result)
+        arrays = request.arrays
+        result = pca.PcaResult(eigenvalues=arrays["eigenvalues"], loadings=arrays["loadings"],
+                               alt_freq=arrays["alt_freq"],
+                               alt_major=arrays["alt_major"].astype(bool), rounds=0,
+                               converged=True)
         state.save_scores(request.job, cohort.dataset.id,
-                          NodeAnalysisState.hash_each(cohort.sample_ids), scores)
+                          NodeAnalysisState.hash_each(cohort.sample_ids),
+                          pca.pca_scores(dose, result))
         return {"individuals": np.array([len(cohort)], dtype=np.int64)}
-    stats: Statistics = pca.pca_statistics(dose, request.arrays)
-    return stats
+    asked = {k: v for k, v in request.arrays.items() if k != "variants"}
+    return pca.pca_statistics(dose, asked)
 
 
 def _prs_step(request: RoundRequest, spec: JobSpec, cohort: Cohort) -> Statistics:
