@@ -19,6 +19,7 @@ from genofed.beacon.request import (
     BeaconRequestBody,
     from_body,
     from_query_params,
+    single_valued,
 )
 from genofed.beacon.service import BeaconService, Scope
 from genofed.errors import AuthenticationError, UnauthorizedError
@@ -94,7 +95,7 @@ _GET_OPENAPI: dict[str, Any] = {"parameters": [
 
 
 async def get_query(request: Request) -> BeaconQuery:
-    return from_query_params(dict(request.query_params))
+    return from_query_params(single_valued(request.query_params.multi_items()))
 
 
 router = APIRouter()
