@@ -2,8 +2,8 @@
 its own envelope, always without a stack trace.
 
 * under /htsget: htsget's `{"htsget": {"error", "message"}}` (htsget v1.3 "Errors");
-* under /access and /catalogue: `{"error": {"errorCode", "errorMessage"}}`, the shape their
-  routers refuse requests in (they are not Beacon APIs, so no Beacon `meta`);
+* under /access, /catalogue and /analysis: `{"error": {"errorCode", "errorMessage"}}`, the
+  shape their routers refuse requests in (they are not Beacon APIs, so no Beacon `meta`);
 * everywhere else: the Beacon v2 error envelope (`meta` + `error`), whose
   `receivedRequestSummary` echoes what the caller sent wherever it fits the schema's types.
 
@@ -45,7 +45,7 @@ from genofed.files.htsget import error_json, is_htsget_path
 log = logging.getLogger(__name__)
 
 #: APIs whose errors are the bare `error` object (see the module docstring).
-_PLAIN_ERROR_PREFIXES = ("/access", "/catalogue")
+_PLAIN_ERROR_PREFIXES = ("/access", "/catalogue", "/analysis")
 
 
 def envelope_of(path: str) -> str:
