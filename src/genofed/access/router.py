@@ -17,6 +17,7 @@ The caller comes from :func:`genofed.access.http.current_principal`; their ident
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -36,6 +37,28 @@ from genofed.errors import (
 )
 
 router = APIRouter(tags=["access"])
+
+
+class AccessErrorDetail(BaseModel):
+    errorCode: int
+    errorMessage: str
+
+
+class AccessErrorResponse(BaseModel):
+    """How the access API refuses a request (and the node's error handlers answer under
+    /access): the HTTP status and a message."""
+
+    error: AccessErrorDetail
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The refusals an operation may answer with (every one may fail internally: 500); each
+    needing a caller also answers 401 without a token, 401 or 403 for a refused one."""
+    return {status: {"model": AccessErrorResponse, "description": HTTPStatus(status).phrase}
+            for status in sorted({*statuses, 500})}
+
+
+_CALLER = (401, 403)
 
 
 class _Body(BaseModel):
@@ -101,13 +124,14 @@ def _refused(exc: GovernanceError | PurposeError) -> JSONResponse:
     return JSONResponse({"error": {"errorCode": status, "errorMessage": str(exc)}}, status)
 
 
-@router.get("/jwks.json", summary="The node's visa-signing public keys (JWKS)")
+@router.get("/jwks.json", summary="The node's visa-signing public keys (JWKS)",
+            responses=_errors())
 def jwks(request: Request) -> dict[str, Any]:
     return _governance(request).signer.jwks()
 
 
 @router.post("/applications", status_code=201, response_model=None,
-             summary="Apply for access to datasets")
+             summary="Apply for access to datasets", responses=_errors(400, *_CALLER, 404))
 def apply(body: ApplicationIn, caller: Caller,
           committee: DAC) -> dict[str, Any] | JSONResponse:
     try:
@@ -120,13 +144,14 @@ def apply(body: ApplicationIn, caller: Caller,
     return view.to_dict()
 
 
-@router.get("/applications", summary="Your applications (all of them for DAC members)")
+@router.get("/applications", summary="Your applications (all of them for DAC members)",
+            responses=_errors(*_CALLER))
 def list_applications(caller: Caller, committee: DAC) -> dict[str, Any]:
     return {"applications": [a.to_dict() for a in committee.visible_to(caller)]}
 
 
 @router.get("/applications/{application_id}", response_model=None,
-            summary="One application with its history")
+            summary="One application with its history", responses=_errors(*_CALLER, 404))
 def show_application(application_id: str, caller: Caller,
                      committee: DAC) -> dict[str, Any] | JSONResponse:
     try:
@@ -139,7 +164,8 @@ def show_application(application_id: str, caller: Caller,
 
 
 @router.post("/applications/{application_id}/decision", response_model=None,
-             summary="Approve, reject or return an application (DAC members)")
+             summary="Approve, reject or return an application (DAC members)",
+             responses=_errors(400, *_CALLER, 404, 409))
 def decide(application_id: str, body: DecisionIn, caller: Caller,
            committee: DAC) -> dict[str, Any] | JSONResponse:
     try:
@@ -149,7 +175,8 @@ def decide(application_id: str, body: DecisionIn, caller: Caller,
 
 
 @router.post("/applications/{application_id}/resubmit", response_model=None,
-             summary="Put a returned application back before the committee (its applicant)")
+             summary="Put a returned application back before the committee (its applicant)",
+             responses=_errors(400, *_CALLER, 404, 409))
 def resubmit(application_id: str, body: NoteIn, caller: Caller,
              committee: DAC) -> dict[str, Any] | JSONResponse:
     try:
@@ -158,7 +185,8 @@ def resubmit(application_id: str, body: NoteIn, caller: Caller,
         return _refused(exc)
 
 
-@router.post("/visas/{jti}/revoke", response_model=None, summary="Revoke a visa (DAC members)")
+@router.post("/visas/{jti}/revoke", response_model=None, summary="Revoke a visa (DAC members)",
+             responses=_errors(400, *_CALLER, 404, 409))
 def revoke(jti: str, body: NoteIn, caller: Caller,
            committee: DAC) -> dict[str, Any] | JSONResponse:
     try:
@@ -167,6 +195,7 @@ def revoke(jti: str, body: NoteIn, caller: Caller,
         return _refused(exc)
 
 
-@router.get("/visas", summary="The caller's valid visas from this node, as passport visas")
+@router.get("/visas", summary="The caller's valid visas from this node, as passport visas",
+            responses=_errors(*_CALLER))
 def passport_visas(caller: Caller, committee: DAC) -> dict[str, list[str]]:
     return {"ga4gh_passport_v1": committee.passport_visas(caller)}

@@ -8,13 +8,24 @@ Pagination follows the spec: `skip` counts *pages* of `limit` records, so a page
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictFloat,
+    StrictStr,
+    ValidationError,
+)
 
+from genofed.beacon.variants import KNOWN_PARAMETERS, MAX_POSITION
 from genofed.errors import BeaconRequestError
 
 API_VERSION = "v2.1.1"
@@ -39,6 +50,18 @@ class Granularity(StrEnum):
 _RANK = {Granularity.BOOLEAN: 0, Granularity.COUNT: 1, Granularity.RECORD: 2}
 
 
+def _integral(value: Any) -> Any:
+    """A JSON number by its value, as JSON Schema reads it: 20.0 is the integer 20."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+#: Body members typed as the Beacon schemas type them, and as JSON Schema reads those types: a
+#: boolean is true or false (not 0, 1 or "yes"), an integer a number without a fraction (20.0
+#: too; not "20" or true). Pydantic's lax mode would read all of those.
+JsonBool = Annotated[bool, Strict()]
+JsonInt = Annotated[int, Strict(), BeforeValidator(_integral)]
+
+
 class _Open(BaseModel):
     # Unknown members are tolerated (v2.2 additions, implementation extensions).
     model_config = ConfigDict(extra="allow")
@@ -55,8 +78,9 @@ class RequestMeta(_Open):
 
 
 class Pagination(_Open):
-    skip: int = Field(default=0, ge=0, le=1_000_000, description="pages to skip (of `limit`)")
-    limit: int = Field(default=DEFAULT_LIMIT, ge=0, le=MAX_LIMIT,
+    skip: JsonInt = Field(default=0, ge=0, le=1_000_000,
+                          description="pages to skip (of `limit`)")
+    limit: JsonInt = Field(default=DEFAULT_LIMIT, ge=0, le=MAX_LIMIT,
                        description=f"records per page, at most {MAX_LIMIT}; 0 = {MAX_LIMIT}")
 
 
@@ -65,8 +89,8 @@ class FilterModel(_Open):
 
     id: str = Field(min_length=1, max_length=256)
     operator: Literal["=", "<", ">", "!", ">=", "<="] | None = None
-    value: str | float | None = None
-    includeDescendantTerms: bool = True
+    value: StrictStr | StrictFloat | None = None
+    includeDescendantTerms: JsonBool = True
     similarity: Literal["exact", "high", "medium", "low"] = "exact"
     scope: str | None = None
 
@@ -77,7 +101,7 @@ class QueryModel(_Open):
     includeResultsetResponses: Literal["ALL", "HIT", "MISS", "NONE"] = "HIT"
     pagination: Pagination = Field(default_factory=Pagination)
     requestedGranularity: Granularity = Granularity.BOOLEAN
-    testMode: bool = False
+    testMode: JsonBool = False
 
 
 class BeaconRequestBody(_Open):
@@ -124,9 +148,13 @@ class BeaconQuery:
 
     def requested_datasets(self) -> list[str] | None:
         """Dataset ids the query names, in the forms Beacons accept (None: all datasets)."""
-        raw = self.parameters.get("datasets", self.parameters.get("datasetIds"))
-        if raw is None:
+        named = [self.parameters[k] for k in ("datasets", "datasetIds")
+                 if self.parameters.get(k) is not None]
+        if len(named) > 1:
+            raise BeaconRequestError("requestParameters: give datasets or datasetIds, not both")
+        if not named:
             return None
+        raw = named[0]
         if isinstance(raw, str):
             return [r.strip() for r in raw.split(",") if r.strip()]
         if isinstance(raw, list) and all(isinstance(r, str) for r in raw):
@@ -212,18 +240,32 @@ def from_body(body: BeaconRequestBody | None) -> BeaconQuery:
 
 
 def unwrap_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Accept both flat parameters and the entity-keyed form ({"g_variant": {...}})."""
+    """Accept both flat parameters and the entity-keyed form ({"g_variant": {...}}), each
+    parameter given once (null, "" and blank strings give nothing): which of two values would
+    be meant is anyone's guess. A JSON number is read by its value (:func:`_integral`)."""
     flat: dict[str, Any] = {}
     for key, value in params.items():
         if key in {"g_variant", "g_variants", "genomicVariation", "genomicVariations"}:
             if not isinstance(value, Mapping):
                 raise BeaconRequestError(f"requestParameters.{key} must be an object")
-            flat.update(value)
-        elif key == "$schema":
-            continue
-        else:
-            flat[key] = value
+            for name, item in value.items():
+                _add(flat, name, item, f"under {key}")
+        elif key != "$schema":
+            _add(flat, key, value, "at the top")
     return flat
+
+
+def _add(flat: dict[str, Any], key: str, value: Any, where: str) -> None:
+    if value is None or (isinstance(value, str) and (value == "" or value.isspace())):
+        flat.setdefault(key, None)  # null, "" and blank give nothing
+        return
+    if isinstance(value, bool) and key in KNOWN_PARAMETERS:  # Python would read it as 0 or 1
+        raise BeaconRequestError(f"requestParameters.{key}: {str(value).lower()} is not a "
+                                 f"value of it")
+    if flat.get(key) is not None:
+        raise BeaconRequestError(f"requestParameters.{key} is given twice (the second {where}); "
+                                 f"give each parameter once")
+    flat[key] = _integral(value)
 
 
 def parse_body_json(raw: Any) -> BeaconQuery:
@@ -241,6 +283,19 @@ _CONTROL = {"requestedGranularity", "includeResultsetResponses", "skip", "limit"
             "testMode", "includeDescendantTerms"}
 
 
+def single_valued(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """GET parameters (as `request.query_params.multi_items()` lists them), each given once:
+    which of two values would be meant is anyone's guess, and a client that writes a list as a
+    repeated parameter would lose all but one of its items unawares."""
+    params = dict(pairs)
+    if len(params) != len(pairs):
+        counts = Counter(key for key, _value in pairs)
+        repeated = ", ".join(sorted(key for key, count in counts.items() if count > 1))
+        raise BeaconRequestError(f"{repeated}: given more than once; give each parameter once "
+                                 f"(lists such as filters, start and end comma-separated)")
+    return params
+
+
 def from_query_params(params: Mapping[str, str]) -> BeaconQuery:
     """GET form: control parameters plus variant parameters; `filters` is comma-separated
     (ontology ids, or `id<op>value` for alphanumeric filters such as `age>=P40Y`)."""
@@ -249,7 +304,10 @@ def from_query_params(params: Mapping[str, str]) -> BeaconQuery:
         descendants = _bool("includeDescendantTerms", params["includeDescendantTerms"])
     raw_filters = [t for t in (params.get("filters") or "").split(",") if t.strip()]
     query: dict[str, Any] = {
-        "requestParameters": {k: v for k, v in params.items() if k not in _CONTROL},
+        # A blank value gives nothing, as an empty one does (a blank referenceName must not
+        # pass for one beside `start`).
+        "requestParameters": {k: v for k, v in params.items()
+                              if k not in _CONTROL and not v.isspace()},
     }
     for key in ("requestedGranularity", "includeResultsetResponses"):
         if params.get(key):
@@ -301,10 +359,13 @@ def sent_summary(params: Mapping[str, str], body: Any = None) -> dict[str, Any]:
         if isinstance(sent.get("filters"), str):
             sent["filters"] = [t.strip() for t in sent["filters"].split(",") if t.strip()]
         parameters = {k: v for k, v in params.items() if k not in _CONTROL}
-    if sent.get("requestedGranularity") in {g.value for g in Granularity}:
-        summary["requestedGranularity"] = sent["requestedGranularity"]
-    if sent.get("includeResultsetResponses") in _INCLUDE:
-        summary["includeResultsetResponses"] = sent["includeResultsetResponses"]
+    # Membership tests on what was sent: only a string can be one (a list is not even hashable).
+    granularity = sent.get("requestedGranularity")
+    if isinstance(granularity, str) and granularity in {g.value for g in Granularity}:
+        summary["requestedGranularity"] = granularity
+    include = sent.get("includeResultsetResponses")
+    if isinstance(include, str) and include in _INCLUDE:
+        summary["includeResultsetResponses"] = include
     for key in ("skip", "limit"):
         value = sent.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -328,16 +389,65 @@ def unwrap_lenient(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _int(name: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise BeaconRequestError(f"{name}: {text!r} is not an integer") from None
+    """A GET integer: ASCII digits, perhaps signed. Python's int() also reads "1_000", " 5" and
+    other scripts' digits, which no Beacon client means as a number."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise BeaconRequestError(f"{name}: {text!r} is not an integer")
+    return int(text)
 
 
 def _bool(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
+    lowered = text.lower()  # any case; surrounding spaces are not part of a boolean
     if lowered in {"true", "1", "yes"}:
         return True
     if lowered in {"false", "0", "no"}:
         return False
     raise BeaconRequestError(f"{name}: {text!r} is not a boolean (true/false)")
+
+
+# -- patterns of parameters ---------------------------------------------------------------------
+# ECMA 262 regular expressions (JSON Schema's, and FastAPI's for a path parameter): no inline
+# flags, so a case-insensitive word is spelled letter by letter.
+def anycase(word: str) -> str:
+    """`word` matched case-insensitively: 'chr' -> '[cC][hH][rR]'."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else regex_escape(c)
+                   for c in word)
+
+
+def regex_escape(text: str) -> str:
+    return "".join("\\" + c if c in r"\^$.|?*+()[]{}/-" else c for c in text)
+
+
+def at_most(limit: int, *, least: int = 0) -> str:
+    """A regex for the decimal numbers `least`..`limit` (`least` 0 or 1), leading zeros allowed
+    (as Python's int() reads them): every shorter number, and per digit position the numbers
+    that share `limit`'s leading digits and are smaller at that position."""
+    digits = str(limit)
+    if len(digits) == 1:
+        return f"0*[{least}-{limit}]"
+    options = [f"[{least}-9]"]
+    if len(digits) > 2:
+        options.append(f"[1-9][0-9]{{1,{len(digits) - 2}}}")
+    for i, digit in enumerate(digits):
+        low = 1 if i == 0 else 0
+        if int(digit) > low:
+            rest = len(digits) - i - 1
+            tail = "[0-9]" + (f"{{{rest}}}" if rest > 1 else "") if rest else ""
+            high = int(digit) - 1
+            choice = str(low) if high == low else f"[{low}-{high}]"
+            options.append(f"{digits[:i]}{choice}{tail}")
+    options.append(digits)
+    return "0*(?:" + "|".join(options) + ")"
+
+
+#: The reference sequences every node accepts (:func:`genofed.beacon.variants.reference_name`):
+#: 1-22, X, Y, MT (M), with or without `chr`, and their RefSeq accessions.
+STANDARD_CONTIG = f"(?:{anycase('chr')})?(?:[1-9]|1[0-9]|2[0-2]|[xXyY]|[mM][tT]?)"
+REFSEQ_ACCESSION = f"{anycase('nc_')}0000(?:0[1-9]|1[0-9]|2[0-4])\\.[0-9]+"
+#: A variant id, `{assembly}:{contig}:{pos}:{ref}:{alt}`, as
+#: :func:`genofed.beacon.variants.parse_variant_id` reads it: fields split at colons (so no
+#: `refseq:` before an accession), a 1-based position 1..MAX_POSITION, the alternate allele the
+#: rest (colons included). The router checks a path's variant id against it.
+VARIANT_ID = (f"^[^:]*:(?:{STANDARD_CONTIG}|{REFSEQ_ACCESSION}):"
+              f"{at_most(MAX_POSITION, least=1)}:[^:]+:[\\s\\S]+$")

@@ -3,22 +3,26 @@ identify the caller (and charge their query budget), call :class:`BeaconService`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Path, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from genofed.access.http import access_context
 from genofed.beacon import framework
 from genofed.beacon.access import QueryBudget, Requester, requested_action
 from genofed.beacon.request import (
+    VARIANT_ID,
     BeaconQuery,
     BeaconRequestBody,
     from_body,
     from_query_params,
+    single_valued,
 )
 from genofed.beacon.service import BeaconService, Scope
 from genofed.errors import AuthenticationError, UnauthorizedError
@@ -64,70 +68,116 @@ async def charged_caller(request: Request) -> Requester:
     return Requester(principal, key, context.policy)
 
 
-#: Query parameters of GET entry queries: documented in the OpenAPI document, parsed by
-#: :func:`from_query_params` (declaring them as FastAPI parameters would validate each twice and
-#: cost more than the query itself).
-_QUERY_PARAMETERS: list[tuple[str, str]] = [
-    ("requestedGranularity", "boolean | count | record (default boolean)"),
-    ("includeResultsetResponses", "ALL | HIT | MISS | NONE (default HIT)"),
-    ("skip", "pages to skip (offset = skip * limit)"),
-    ("limit", "records per page, at most 1000"),
-    ("filters", "comma-separated filtering terms: ontology ids (HP:0001250, NCIT:C16576) or "
-                "alphanumeric `id<op>value` (age>=P40Y)"),
-    ("includeDescendantTerms", "true | false (default true)"),
-    ("testMode", "true | false"),
-    ("referenceName", "e.g. 20 or chr20"),
-    ("start", "0-based start; two comma-separated values for a bracket query"),
-    ("end", "0-based exclusive end; two values for a bracket query"),
-    ("referenceBases", "reference bases (N matches any base)"),
-    ("alternateBases", "alternate bases (N matches any base)"),
-    ("variantType", "SNP, MNP, INDEL, DEL, INS, DUP, ..."),
-    ("assemblyId", "GRCh37 or GRCh38"),
-    ("geneId", "unsupported without a gene table"),
-    ("variantMinLength", "minimum variant length"),
-    ("variantMaxLength", "maximum variant length"),
-    ("datasets", "comma-separated dataset ids"),
-]
-_GET_OPENAPI: dict[str, Any] = {"parameters": [
-    {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
-     "description": description} for name, description in _QUERY_PARAMETERS]}
+# -- what the OpenAPI document says -------------------------------------------------------------
+# GET query parameters are parsed once, by :func:`from_query_params` (declaring them as FastAPI
+# parameters would validate each twice and cost more than the query itself); the serving layer
+# documents them (genofed.server.beacon_parameters).
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a client must tolerate members added later
+
+
+class ErrorDetail(_Open):
+    """What went wrong: the HTTP status and a message."""
+
+    errorCode: int
+    errorMessage: str
+
+
+class BeaconErrorMeta(_Open):
+    beaconId: str
+    apiVersion: str
+    returnedSchemas: list[dict[str, Any]]
+    returnedGranularity: str | None = None
+    receivedRequestSummary: dict[str, Any] | None = None
+    testMode: bool | None = None
+
+
+class BeaconErrorResponse(_Open):
+    """The Beacon v2 error response (`beaconErrorResponse.json`); the network's adds
+    `info.network`, every member's status."""
+
+    meta: BeaconErrorMeta
+    error: ErrorDetail
+    info: dict[str, Any] | None = None
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds until the query budget refills",
+                                "schema": {"type": "integer", "minimum": 0}, "required": True}}
+_MEANING = {400: "The request is invalid (a parameter or the body)",
+            401: "The bearer token was refused", 403: "The caller may not have what was asked",
+            404: "No such dataset, cohort or other resource",
+            429: "The caller's query budget is spent; `Retry-After` says when it refills",
+            500: "An internal error; the operator's log has the details",
+            502: "No member of the network gave a usable answer",
+            503: "The network file of the hub is unreadable",
+            504: "No member of the network answered in time"}
+
+
+def error_responses(*statuses: int, retry_after: bool = True) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a Beacon route (the node's or the network's) answering `statuses`; a 429
+    says when to retry if `retry_after`."""
+    return {status: {"model": BeaconErrorResponse, "description": _MEANING[status],
+                     **({"headers": _RETRY_AFTER} if status == 429 and retry_after else {})}
+            for status in statuses}
+
+
+#: What the framework endpoints answer besides 200.
+_FRAMEWORK_ERRORS = error_responses(500)
+#: What the entry-type and collection queries answer besides 200.
+_QUERY_ERRORS = error_responses(400, 401, 403, 404, 429, 500)
+
+
+class VariantIdRequestBody(BeaconRequestBody):
+    """The request body of a query scoped by a variant id (`/g_variants/{id}/...`): read as any
+    Beacon request; documented apart because no variant parameter but `datasets` applies."""
+
+
+class CollectionRequestBody(BeaconRequestBody):
+    """The request body of a collection query (datasets, cohorts): read as any Beacon request;
+    documented apart because neither request parameters nor filters apply."""
 
 
 async def get_query(request: Request) -> BeaconQuery:
-    return from_query_params(dict(request.query_params))
+    return from_query_params(single_valued(request.query_params.multi_items()))
 
 
 router = APIRouter()
+#: A variant id in a path (`/g_variants/{id}`): documented and checked by its pattern, which is
+#: what :func:`genofed.beacon.variants.parse_variant_id` reads.
+VariantId = Annotated[str, Path(pattern=VARIANT_ID, description=(
+    "`assembly:contig:position:ref:alt` (1-based VCF position), e.g. GRCh38:20:12345:A:G"))]
 
 
-@router.get("", tags=[_T], include_in_schema=False)
-@router.get("/", tags=[_T], summary="Beacon information")
-@router.get("/info", tags=[_T], summary="Beacon information")
+@router.get("", include_in_schema=False, tags=[_T], responses=_FRAMEWORK_ERRORS)
+@router.get("/", summary="Beacon information", tags=[_T], responses=_FRAMEWORK_ERRORS)
+@router.get("/info", summary="Beacon information", tags=[_T], responses=_FRAMEWORK_ERRORS)
 def info(request: Request) -> dict[str, Any]:
     return framework.info(_state(request).service.store)
 
 
-@router.get("/service-info", tags=[_T], summary="GA4GH service-info")
+@router.get("/service-info", summary="GA4GH service-info", tags=[_T], responses=_FRAMEWORK_ERRORS)
 def service_info(request: Request) -> dict[str, Any]:
     return framework.service_info(_state(request).service.store, _base_url(request))
 
 
-@router.get("/map", tags=[_T], summary="Beacon map")
+@router.get("/map", summary="Beacon map", tags=[_T], responses=_FRAMEWORK_ERRORS)
 def beacon_map(request: Request) -> dict[str, Any]:
     return framework.beacon_map(_state(request).service.store, _base_url(request))
 
 
-@router.get("/configuration", tags=[_T], summary="Beacon configuration")
+@router.get("/configuration", summary="Beacon configuration", tags=[_T],
+            responses=_FRAMEWORK_ERRORS)
 def configuration(request: Request) -> dict[str, Any]:
     return framework.configuration(_state(request).service.store)
 
 
-@router.get("/entry_types", tags=[_T], summary="Entry types")
+@router.get("/entry_types", summary="Entry types", tags=[_T], responses=_FRAMEWORK_ERRORS)
 def entry_types(request: Request) -> dict[str, Any]:
     return framework.entry_types(_state(request).service.store)
 
 
-@router.get("/filtering_terms", tags=[_T], summary="Filtering terms present in this node's data")
+@router.get("/filtering_terms", summary="Filtering terms present in this node's data",
+            tags=[_T], responses=_FRAMEWORK_ERRORS)
 def filtering_terms(request: Request) -> dict[str, Any]:
     return framework.filtering_terms(_state(request).service.store)
 
@@ -136,8 +186,19 @@ def filtering_terms(request: Request) -> dict[str, Any]:
 Handler = Callable[..., Any]
 
 
+def _variant_id_path(handler: Handler) -> Handler:
+    """`handler` with its `id` path parameter typed as a variant id (:data:`VariantId`) and its
+    body, if any, documented as :class:`VariantIdRequestBody`."""
+    types = {"id": VariantId, "body": Annotated[VariantIdRequestBody | None, Body()]}
+    signature = inspect.signature(handler)
+    handler.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+        p.replace(annotation=types.get(p.name, p.annotation))
+        for p in signature.parameters.values()])
+    return handler
+
+
 def _entry_handlers(entry: str, scope_of: Callable[[str | None], Scope], name: str,
-                    with_id: bool) -> tuple[Handler, Handler]:
+                    with_id: bool, variant_id: bool = False) -> tuple[Handler, Handler]:
     async def answer(request: Request, query: BeaconQuery, caller: Requester,
                      item_id: str | None) -> JSONResponse:
         service = _state(request).service
@@ -162,6 +223,8 @@ def _entry_handlers(entry: str, scope_of: Callable[[str | None], Scope], name: s
                              ) -> JSONResponse:
             return await answer(request, from_body(body), caller, id)
 
+        if variant_id:
+            return _variant_id_path(get_by_id), _variant_id_path(post_by_id)
         return get_by_id, post_by_id
 
     async def get_all(request: Request, query: Annotated[BeaconQuery, Depends(get_query)],
@@ -196,16 +259,21 @@ _ROUTES: list[tuple[str, str, Callable[[str | None], Scope]]] = [
 
 for _path, _entry, _scope in _ROUTES:
     _name = _path.strip("/").replace("/", "_").replace("{id}", "by_id")
-    _get, _post = _entry_handlers(_entry, _scope, _name, "{id}" in _path)
+    _get, _post = _entry_handlers(_entry, _scope, _name, "{id}" in _path,
+                                  variant_id=_path.startswith("/g_variants/{id}"))
     _tag = _path.strip("/").split("/")[0]
     router.add_api_route(_path, _get, methods=["GET"], tags=[_tag], name=f"get_{_name}",
                          operation_id=f"get_{_name}", response_class=JSONResponse,
-                         openapi_extra=_GET_OPENAPI)
+                         responses=_QUERY_ERRORS)
     router.add_api_route(_path, _post, methods=["POST"], tags=[_tag], name=f"post_{_name}",
-                         operation_id=f"post_{_name}", response_class=JSONResponse)
+                         operation_id=f"post_{_name}", response_class=JSONResponse,
+                         responses=_QUERY_ERRORS)
 
 
 # -- collections ---------------------------------------------------------------------------------
+CollectionBody = Annotated[CollectionRequestBody | None, Body()]
+
+
 def _collection_handlers(entry: str, with_id: bool) -> tuple[Handler, Handler]:
     def answer(request: Request, query: BeaconQuery, item_id: str | None) -> JSONResponse:
         return JSONResponse(_state(request).service.collections(entry, query, item_id))
@@ -218,7 +286,7 @@ def _collection_handlers(entry: str, with_id: bool) -> tuple[Handler, Handler]:
 
         def post_by_id(request: Request, id: str,
                        caller: Annotated[Requester, Depends(charged_caller)],
-                       body: Annotated[BeaconRequestBody | None, Body()] = None) -> JSONResponse:
+                       body: CollectionBody = None) -> JSONResponse:
             return answer(request, from_body(body), id)
 
         return get_by_id, post_by_id
@@ -228,7 +296,7 @@ def _collection_handlers(entry: str, with_id: bool) -> tuple[Handler, Handler]:
         return answer(request, query, None)
 
     def post_all(request: Request, caller: Annotated[Requester, Depends(charged_caller)],
-                 body: Annotated[BeaconRequestBody | None, Body()] = None) -> JSONResponse:
+                 body: CollectionBody = None) -> JSONResponse:
         return answer(request, from_body(body), None)
 
     return get_all, post_all
@@ -241,6 +309,7 @@ for _entry in ("datasets", "cohorts"):
         _get, _post = _collection_handlers(_entry, _with_id)
         router.add_api_route(_path, _get, methods=["GET"], tags=[_entry], name=f"get_{_name}",
                              operation_id=f"get_{_name}", response_class=JSONResponse,
-                             openapi_extra=_GET_OPENAPI)
+                             responses=_QUERY_ERRORS)
         router.add_api_route(_path, _post, methods=["POST"], tags=[_entry], name=f"post_{_name}",
-                             operation_id=f"post_{_name}", response_class=JSONResponse)
+                             operation_id=f"post_{_name}", response_class=JSONResponse,
+                             responses=_QUERY_ERRORS)

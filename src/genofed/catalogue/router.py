@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from rdflib import Graph
 
 from genofed.catalogue.records import PREFIXES, catalogue_graph, dataset_graph
@@ -39,11 +40,32 @@ _BY_MEDIA_TYPE: dict[str, RdfFormat] = {
 _BY_FORMAT_PARAMETER: dict[str, RdfFormat] = {
     "jsonld": JSON_LD, "json-ld": JSON_LD, "json": JSON_LD, "ttl": TURTLE, "turtle": TURTLE,
 }
+
+
+class CatalogueErrorDetail(BaseModel):
+    errorCode: int
+    errorMessage: str
+
+
+class CatalogueErrorResponse(BaseModel):
+    """How the catalogue refuses a request: the HTTP status and a message."""
+
+    error: CatalogueErrorDetail
+
+
+def _errors(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": CatalogueErrorResponse, "description": description}
+            for status, description in descriptions.items()}
+
+
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {JSON_LD.media_type: {}, TURTLE.media_type: {}},
-          "description": "DCAT-AP / HealthDCAT-AP RDF"},
-    400: {"description": "unknown `format` value"},
-    406: {"description": "no served media type is acceptable"},
+    200: {"content": {JSON_LD.media_type: {"schema": {"type": "object"}},
+                      TURTLE.media_type: {"schema": {"type": "string"}}},
+          "description": "DCAT-AP / HealthDCAT-AP RDF",
+          "headers": {"Vary": {"description": "Accept: the format is negotiated",
+                               "schema": {"type": "string"}}}},
+    **_errors({400: "Unknown `format` value", 406: "No served media type is acceptable",
+               500: "An internal error; the operator's log has the details"}),
 }
 
 
@@ -113,8 +135,16 @@ def _base_url(store: NodeStore, request: Request) -> str:
     return store.config.access.public_url or str(request.base_url)
 
 
+def _format_schema(derived: dict[str, Any]) -> None:
+    """The `format` parameter as the handler reads it: one of the names, in any case (FastAPI
+    derives `string or null`, and validates just that)."""
+    derived.pop("anyOf", None)
+    derived.update(type="string", enum=sorted(_BY_FORMAT_PARAMETER))
+
+
 FormatParameter = Annotated[str | None, Query(
-    alias="format", description="override content negotiation: jsonld or ttl")]
+    alias="format", description="override content negotiation: jsonld or ttl (any case)",
+    json_schema_extra=_format_schema)]
 
 
 def build_router(store: NodeStore) -> APIRouter:
@@ -147,7 +177,7 @@ def build_router(store: NodeStore) -> APIRouter:
         return respond(request, format, lambda base: catalogue_graph(store, base))
 
     @router.get("/catalogue/datasets/{dataset_id}", summary="One dataset's record",
-                responses={**_RESPONSES, 404: {"description": "no such dataset"}},
+                responses={**_RESPONSES, **_errors({404: "No such dataset"})},
                 response_class=Response)
     def one_dataset(request: Request, dataset_id: str,
                     format: FormatParameter = None) -> Response:

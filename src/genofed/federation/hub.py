@@ -14,6 +14,7 @@ members holding them, each asked for its own subset; the others are reported as 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +26,12 @@ from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from genofed.beacon.request import BeaconQuery, from_query_params, parse_body_json
+from genofed.beacon.request import (
+    BeaconQuery,
+    from_query_params,
+    parse_body_json,
+    single_valued,
+)
 from genofed.beacon.router import router as node_router
 from genofed.errors import BeaconRequestError
 from genofed.federation import answers, merge
@@ -96,7 +102,11 @@ class _Forward:
 
 
 def json_response(document: dict[str, Any], status: int = 200) -> Response:
-    return Response(orjson.dumps(document), status, media_type="application/json")
+    try:
+        content = orjson.dumps(document)
+    except TypeError:  # an integer beyond 64 bits echoed from the request: orjson refuses it
+        content = json.dumps(document, separators=(",", ":")).encode()
+    return Response(content, status, media_type="application/json")
 
 
 class Hub:
@@ -119,14 +129,16 @@ class Hub:
     @staticmethod
     async def _parse(request: Request) -> tuple[BeaconQuery, bytes | None]:
         if request.method == "GET":
-            return from_query_params(dict(request.query_params)), None
+            return from_query_params(single_valued(request.query_params.multi_items())), None
         body = await request.body()
-        if not body.strip():
+        if not body:  # as the node reads it: no body is the defaults, a blank one malformed
             return parse_body_json(None), None
         try:
             raw = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise BeaconRequestError(f"invalid request: body: malformed JSON ({exc})") from None
+        if raw is None:  # `null`, like an empty body: the defaults (as the node reads it)
+            return parse_body_json(None), None
         if not isinstance(raw, dict):
             raise BeaconRequestError("invalid request: body: a Beacon request is a JSON object")
         return parse_body_json(raw), body

@@ -71,6 +71,8 @@ def _encryption(value: Any) -> bool:
 def _coordinate(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise HtsgetInvalidInput(f"{name} must be an unsigned 32-bit integer")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 712.0 is the integer 712
     if isinstance(value, str):
         if not value.isdigit():
             raise HtsgetInvalidInput(f"{name} must be an unsigned 32-bit integer, not {value!r}")

@@ -33,6 +33,7 @@ from genofed.federation.router import router as federation_router
 from genofed.files.htsget import router as htsget_router
 from genofed.files.service import HtsgetService
 from genofed.server.errors import ConfigGuard, install_error_handlers
+from genofed.server.openapi import finish_document
 from genofed.store.node import NodeStore
 
 
@@ -82,6 +83,7 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
     install_peer_verification(app, node_dir, live, required_prefixes=(FEDERATION_PREFIX + "/",),
                               large_bodies={ANALYSIS_ENDPOINT: MAX_MESSAGE})
     app.add_middleware(ConfigGuard, live=live, beacon_id=beacon_id(node_id))
+    finish_document(app, beacon_prefix="/beacon", node=True)
     return app
 
 

@@ -2,14 +2,19 @@
 its own envelope, always without a stack trace.
 
 * under /htsget: htsget's `{"htsget": {"error", "message"}}` (htsget v1.3 "Errors");
+* under /access, /catalogue and /analysis: `{"error": {"errorCode", "errorMessage"}}`, the
+  shape their routers refuse requests in (they are not Beacon APIs, so no Beacon `meta`);
 * everywhere else: the Beacon v2 error envelope (`meta` + `error`), whose
   `receivedRequestSummary` echoes what the caller sent wherever it fits the schema's types.
+
+The routers declare these envelopes in the OpenAPI document, for every status they answer.
 
 A 405 answer names the allowed methods in `Allow` (RFC 9110); a 429 says when to retry.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +43,23 @@ from genofed.files.htsget import PREFIX as HTSGET_PREFIX
 from genofed.files.htsget import error_json, is_htsget_path
 
 log = logging.getLogger(__name__)
+
+#: APIs whose errors are the bare `error` object (see the module docstring).
+_PLAIN_ERROR_PREFIXES = ("/access", "/catalogue", "/analysis")
+
+
+def envelope_of(path: str) -> str:
+    """The error envelope of the API a path belongs to: "htsget", "plain" or "beacon"."""
+    if is_htsget_path(path):
+        return "htsget"
+    if any(path == prefix or path.startswith(prefix + "/") for prefix in _PLAIN_ERROR_PREFIXES):
+        return "plain"
+    return "beacon"
+
+
+def _plain_errors(path: str) -> bool:
+    return envelope_of(path) == "plain"
+
 
 #: HTTP status -> htsget error type, for errors raised outside htsget's own code.
 _HTSGET_ERROR_FOR_STATUS = {400: "InvalidInput", 401: "InvalidAuthentication",
@@ -76,10 +98,13 @@ def install_error_handlers(app: FastAPI, *, beacon_id: Callable[[], str], map_ur
 
     def beacon_error(request: Request, status: int, message: str,
                      headers: dict[str, str] | None = None, body: Any = None) -> Response:
-        document = error_response(beacon_id(), status, message,
-                                  summary=_summary(request, body))
-        return Response(orjson.dumps(document), status, headers=headers,
-                        media_type="application/json")
+        document: dict[str, Any]
+        if _plain_errors(request.url.path):
+            document = {"error": {"errorCode": status, "errorMessage": message}}
+        else:
+            document = error_response(beacon_id(), status, message,
+                                      summary=_summary(request, body))
+        return Response(_json(document), status, headers=headers, media_type="application/json")
 
     @app.exception_handler(BeaconRequestError)
     async def _beacon(request: Request, exc: BeaconRequestError) -> Response:
@@ -132,6 +157,15 @@ def install_error_handlers(app: FastAPI, *, beacon_id: Callable[[], str], map_ur
         return beacon_error(request, 500, message)
 
 
+def _json(document: Any) -> bytes:
+    """`document` as JSON. What the caller sent is echoed, and may hold integers beyond 64 bits,
+    which orjson refuses (the standard library writes them)."""
+    try:
+        return orjson.dumps(document)
+    except TypeError:
+        return json.dumps(document, separators=(",", ":")).encode()
+
+
 #: Where a router leaves a POST request's decoded JSON body for the error handlers
 #: (`request.state` lives in the ASGI scope, shared by every Request object of one request).
 BODY_STATE = "beacon_body"
@@ -168,6 +202,10 @@ class ConfigGuard:
                     error.status = 503
                     response = Response(orjson.dumps(error.to_json()), 503,
                                         media_type="application/json")
+                elif _plain_errors(scope["path"]):
+                    response = Response(orjson.dumps({"error": {
+                        "errorCode": 503, "errorMessage": message}}), 503,
+                        media_type="application/json")
                 else:
                     response = Response(orjson.dumps(error_response(self.beacon_id, 503,
                                                                     message)),

@@ -21,6 +21,8 @@ from genofed.access.identity.live import NodeAuthenticator
 from genofed.analysis.coordinator import ROUND_TIMEOUT, Coordinator
 from genofed.analysis.http import hub_router
 from genofed.analysis.jobs import JobStore
+from genofed.beacon.request import BeaconRequestBody
+from genofed.beacon.router import CollectionRequestBody, VariantIdRequestBody, error_responses
 from genofed.config.live import LiveConfig
 from genofed.config.node import NodePaths, load_config
 from genofed.errors import NetworkFileError
@@ -38,6 +40,17 @@ from genofed.federation.hub import (
 from genofed.federation.network import LiveNetwork, Network
 from genofed.federation.signatures import PeerSigner
 from genofed.server.errors import install_error_handlers
+from genofed.server.openapi import finish_document
+
+#: What the merged framework endpoints answer besides 200: a status every asked member answered
+#: with (e.g. 401 or 403 when they refuse the hub's signature), or the hub's own failures.
+_FRAMEWORK_ERRORS = error_responses(401, 403, 404, 500, 502, 503, 504)
+#: `/info` answers whatever the members do (their statuses are in `info.network`).
+_INFO_ERRORS = error_responses(500, 503)
+#: What the mirrored queries answer besides 200: the hub's own refusal of the request (400), a
+#: status every asked member answered with (a 429 without the members' `Retry-After`), or the
+#: hub's own failures.
+_QUERY_ERRORS = error_responses(400, 401, 403, 404, 429, 500, 502, 503, 504, retry_after=False)
 
 
 def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAULT_TIMEOUT,
@@ -107,7 +120,8 @@ def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAU
 
         app.add_api_route(PREFIX + path, handler, methods=["GET"], summary=summary,
                           tags=["Beacon network framework"], include_in_schema=path != "",
-                          name=f"network{path.replace('/', '_') or '_root'}")
+                          name=f"network{path.replace('/', '_') or '_root'}",
+                          responses=_INFO_ERRORS if partial_ok else _FRAMEWORK_ERRORS)
 
     for path in ("", "/", "/info"):
         framework_route(path, "/info", answers.check_info, merge.info,
@@ -126,22 +140,30 @@ def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAU
 
     app.add_api_route(PREFIX + "/map", beacon_map, methods=["GET"],
                       summary="Merged map, every URL under this network",
-                      tags=["Beacon network framework"])
+                      tags=["Beacon network framework"], responses=_FRAMEWORK_ERRORS)
 
     async def service_info(request: Request) -> Response:
         return json_response(merge.service_info(hub.current(), Hub.root(request)))
 
     app.add_api_route(PREFIX + "/service-info", service_info, methods=["GET"],
                       summary="GA4GH service-info of the network",
-                      tags=["Beacon network framework"])
+                      tags=["Beacon network framework"], responses=_INFO_ERRORS)
 
-    for path in mirrored_paths():
+    for path in mirrored_paths():  # GET and POST apart: one operation (and id) each
         entity = entity_of(path)
-        app.add_api_route(PREFIX + path, hub.entry_handler(entity), methods=["GET", "POST"],
-                          summary=f"{entity} from every member (mirrors {NODE_PREFIX}{path})",
-                          tags=[path.strip("/").split("/")[0]],
-                          name=f"network_{path.strip('/').replace('/', '_')}")
+        handler = hub.entry_handler(entity)
+        name = path.strip("/").replace("/", "_").replace("{id}", "by_id")
+        for method in ("GET", "POST"):
+            app.add_api_route(
+                PREFIX + path, handler, methods=[method], tags=[path.strip("/").split("/")[0]],
+                summary=f"{entity} from every member (mirrors {method} {NODE_PREFIX}{path})",
+                name=f"network_{method.lower()}_{name}",
+                operation_id=f"network_{method.lower()}_{name}", responses=_QUERY_ERRORS)
+    # The handlers read their parameters and body themselves (and forward them as sent): the
+    # document is told them, and the bodies' components, by the serving layer.
     app.include_router(hub_router)
+    finish_document(app, beacon_prefix=PREFIX,
+                    models=[BeaconRequestBody, VariantIdRequestBody, CollectionRequestBody])
     return app
 
 
