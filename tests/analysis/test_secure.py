@@ -17,20 +17,22 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from genofed.analysis.secure import (
+from genofed.analysis.fixed_point import (
     Field,
     Layout,
-    RoundContext,
-    aggregate,
     decode,
     encode,
     fraction_bits,
     from_bytes,
+    to_bytes,
+)
+from genofed.analysis.secure import (
+    RoundContext,
+    aggregate,
     load_agreement_key,
     mask,
     pair_mask,
     sign_contribution,
-    to_bytes,
     verify_contribution,
 )
 from genofed.config.node import init_node

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from genofed.analysis import harmonise, secure
+from genofed.analysis import fixed_point, harmonise, secure
 from genofed.analysis.jobs import Job, JobState, JobStore
 from genofed.analysis.plans import Plan, VariantTable, make_plan
 from genofed.analysis.protocol import (
@@ -306,7 +306,8 @@ class Coordinator:
             log.warning("job %s: %s dropped out; starting again over %s", run.job.id,
                         ", ".join(bad), ", ".join(run.participants))
             return None
-        return secure.decode(secure.aggregate(vectors), secure.Layout.from_json(layouts[0]))
+        layout = fixed_point.Layout.from_json(layouts[0])
+        return fixed_point.decode(secure.aggregate(vectors), layout)
 
     @staticmethod
     def _check(answer: _Answer, participants: int) -> str | None:
@@ -316,7 +317,7 @@ class Coordinator:
         if masked is None or masked.dtype != np.uint64 or masked.ndim != 1:
             return "the contribution is missing or not a uint64 vector"
         try:
-            layout = secure.Layout.from_json(answer.reply.layout)
+            layout = fixed_point.Layout.from_json(answer.reply.layout)
         except (AggregationError, ValueError) as exc:
             return f"the contribution's layout is not valid: {exc}"
         if layout.size != masked.size:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from genofed.access.http import Authenticator
 from genofed.access.policy import AccessPolicy, Action
 from genofed.access.principal import Grant, Principal
-from genofed.analysis import disclosure, harmonise, secure, steps
+from genofed.analysis import disclosure, fixed_point, harmonise, secure, steps
 from genofed.analysis.protocol import RoundKind, RoundReply, RoundRequest, sign_reply
 from genofed.analysis.spec import JobSpec
 from genofed.analysis.state import JobStateError, NodeAnalysisState
@@ -322,9 +322,9 @@ class AnalysisNode:
                                          spec, datasets, request.arrays["union"])
         statistics, bits = steps.node_statistics(self.state, request, spec, datasets,
                                                  self.live.current())
-        layout = secure.Layout.of(statistics, bits=bits,
+        layout = fixed_point.Layout.of(statistics, bits=bits,
                                   max_participants=len(request.participants))
-        masked = secure.mask(secure.encode(statistics, layout), node_id=self.node_id,
+        masked = secure.mask(fixed_point.encode(statistics, layout), node_id=self.node_id,
                              participants=request.participants,
                              private_key=self.keys.agreement,
                              public_keys=self._agreement_keys(request.participants),
