@@ -9,7 +9,8 @@ audit trail is read back through the audit API.
 * at most n/3 model parameters;
 * only variants whose pooled minor allele count reaches the largest `min_mac` are released;
 * two jobs whose selections differ by one person: the node holding that person refuses the
-  second, so no two results differ by one person (the same cohort again is allowed);
+  second, so no two results differ by one person (the same cohort again is allowed); nor can
+  three jobs whose sums and differences would isolate one person all run;
 * a node contributes only for datasets the researcher holds a ControlledAccessGrants visa for,
   and says why not otherwise;
 * every job's setup and rounds are in each participant's trail, the refusal in the refuser's.
@@ -327,9 +328,7 @@ def test_two_jobs_one_person_apart_cannot_reveal_that_person(
     # The second cohort has that one person more: the node holding them refuses, contributing
     # nothing; the others' selections are the same as before, so they take part.
     second = run_job(analysis_network, ldl_job(apart.second), tmp_path / "second")
-    assert refused(second, holder) == (
-        f"{dataset}: the cohort differs from one this node contributed to an earlier job by "
-        f"fewer than {MIN_INDIVIDUALS} individuals (differencing could reveal them)")
+    assert refused(second, holder) == differencing_refusal(dataset)
     assert second["state"] == "done", second["message"]
     others = sorted(n for n in analysis_network.node_ids if n != holder)
     assert second["participants"] == others
@@ -347,6 +346,47 @@ def test_two_jobs_one_person_apart_cannot_reveal_that_person(
     differences = {abs(a - b) for a in sizes for b in sizes}
     assert differences == {0, apart.sizes[holder]}
     assert apart.sizes[holder] >= MIN_INDIVIDUALS
+
+
+def differencing_refusal(dataset: str) -> str:
+    return (f"{dataset}: together with the cohorts of earlier jobs here, this one would set "
+            f"apart a group of fewer than {MIN_INDIVIDUALS} individuals (sums over the jobs "
+            "could reveal them); choose a broader or the same cohort")
+
+
+def test_three_jobs_whose_sums_isolate_one_person_cannot_all_run(
+        analysis_network: AnalysisNetwork, tmp_path: Path) -> None:
+    """Men with seizures aged up to A, from A + 2, and of any age: each pair of selections
+    differs by many, yet the third minus the first two is the one man aged A + 1. The node
+    holding him refuses the third job: with the first two, it would set him apart."""
+    cohort = analysis_network.cohort
+    datasets = ["fi-cohort", "se-cohort"]
+    nodes = ["fi-node", "se-node"]
+    group = [p for p in people(cohort) if p.sex == "male" and p.seizures and p.node in nodes]
+    ages = Counter(p.age for p in group)
+    found = None
+    for age, count in sorted(ages.items()):
+        below = Counter(p.node for p in group if p.age < age)
+        above = Counter(p.node for p in group if p.age > age)
+        if count == 1 and min(below[n] for n in nodes) >= MIN_INDIVIDUALS + 5 \
+                and min(above[n] for n in nodes) >= MIN_INDIVIDUALS + 5:
+            found = age
+            break
+    assert found is not None, "no age splits men with seizures into two large halves"
+    lone = next(p for p in group if p.age == found)
+    younger = max(a for a in ages if a < found)
+    older = min(a for a in ages if a > found)
+    base: dict[str, Any] = {"sex": "male", "hpo": [SEIZURES]}
+    jobs = [run_job(analysis_network, {"type": "freq", "datasets": datasets,
+                                       "cohort": {**base, **bounds}}, tmp_path / str(i))
+            for i, bounds in enumerate([{"maxAge": younger}, {"minAge": older}, {}])]
+    assert [j["state"] for j in jobs[:2]] == ["done", "done"], [j["message"] for j in jobs]
+    third = jobs[2]
+    holder_dataset = analysis_network.share(lone.node).dataset
+    assert refused(third, lone.node) == differencing_refusal(holder_dataset)
+    # The other node's third selection is the union of its first two: it splits nothing.
+    assert third["state"] == "failed" and third["participants"] == [
+        n for n in nodes if n != lone.node]
 
 
 def test_a_node_contributes_only_for_datasets_the_researcher_is_granted(
@@ -405,7 +445,7 @@ def test_every_job_and_round_is_in_each_nodes_audit_trail(
             trail = analysis_trail(analysis_network, node_id, job["id"])
             assert rounds(trail) == [("setup", ""), ("variants", ""),
                                      *(("statistics", step) for step in steps),
-                                     ("reveal", "")], (job["type"], node_id)
+                                     ("reveal", "release")], (job["type"], node_id)
             dataset = analysis_network.share(node_id).dataset
             for entry in trail:
                 assert (entry.action, entry.decision, entry.dataset_id, entry.subject) == \
@@ -422,5 +462,5 @@ def test_every_job_and_round_is_in_each_nodes_audit_trail(
     for node_id in job["participants"]:
         trail = analysis_trail(analysis_network, node_id, job["id"])
         assert rounds(trail) == [("setup", ""), ("variants", ""), ("statistics", "counts"),
-                                 ("reveal", "")]
+                                 ("reveal", "release")]
         assert {e.decision for e in trail} == {"allow"}

@@ -88,13 +88,13 @@ def test_sim_cohort_takes_a_population_mix(tmp_path: Path) -> None:
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """The README's first command, non-interactively: three nodes, issuer, coordinator, and the
     journey from discovery to record-level answers, all on loopback."""
-    args = ("demo", "--dir", tmp_path / "demo", "--no-wait", "--scale", "0.3",
+    args = ("demo", "--dir", tmp_path / "demo", "--no-wait", "--scale", "0.5",
             "--length-mb", "0.3")
     result = genofed(*args, check=True, timeout=600)
     out = " ".join(result.stdout.split())
-    for fragment in ("simulated one population history (seed 2026): 180 individuals "
-                     "(YRI 36, CEU 144)", "split into fi-biobank (72 CEU), fi-reference (24 CEU), "
-                     "se-cohort (48 CEU), nl-diverse (36 YRI)",
+    for fragment in ("simulated one population history (seed 2026): 350 individuals "
+                     "(YRI 60, CEU 290)", "split into fi-biobank (120 CEU), fi-reference (40 CEU), "
+                     "se-cohort (100 CEU), se-register (30 CEU), nl-diverse (60 YRI)",
                      "node fi (FI): created", "nl-diverse: ingested into node nl",
                      "Count query through the network", "needs-review",
                      "Approved by dac-fi", "value=fi-biobank",
@@ -106,7 +106,21 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "fi-biobank: DEMO-" in record_table  # the one simulation's sample names
     assert "│ fi-biobank │ controlled │ record" in record_table
     assert "│ nl-diverse │ controlled │ count" in record_table
+    assert "│ se-register │ registered │ count" in record_table
     assert out.count("│ yes │") >= 3  # every node's audit trail verifies
+    # Every committee grants its dataset, and the analyses run across the three countries.
+    assert "the SE and NL committees approve" in out
+    analyses = out.split("Analyses across three countries", 1)[1]
+    assert analyses.count("│ done │ fi, nl, se │") == 3
+    assert "Top hits, LDL cholesterol" in analyses and "Top hits, seizures" in analyses
+    assert "is 20:" in analyses  # a planted causal variant among the top hits
+    results = tmp_path / "demo" / "results"
+    for name in ("gwas-ldl.tsv", "gwas-ldl.tsv-meta.yaml", "gwas-ldl-manhattan.png",
+                 "gwas-ldl-qq.png", "gwas-HP_0002069.tsv", "gwas-HP_0002069.tsv-meta.yaml",
+                 "gwas-HP_0002069-manhattan.png", "pca-eigenvalues.tsv", "pca-loadings.tsv"):
+        assert (results / name).is_file(), name
+    assert "datasets:\n- fi-biobank\n- nl-diverse\n- se-cohort" in \
+        (results / "gwas-ldl.tsv-meta.yaml").read_text()
     rerun = genofed(*args, check=True, timeout=600)
     assert "simulated" not in rerun.stdout and "Record-level" in rerun.stdout
     assert "cohorts of seed 2026 reused" in " ".join(rerun.stdout.split())

@@ -30,10 +30,10 @@ def test_datasets_are_cut_from_one_history_and_rebuilt_for_a_new_seed(tmp_path: 
     lines = _build(cohorts, seed=5)
     report = " ".join(lines)
     # At scale 0.1 every dataset has its floor of 20 individuals, but fi-biobank's 24.
-    assert "simulated one population history (seed 5): 84 individuals (YRI 20, CEU 64)" \
+    assert "simulated one population history (seed 5): 104 individuals (YRI 20, CEU 84)" \
         in report
     assert ("split into fi-biobank (24 CEU), fi-reference (20 CEU), se-cohort (20 CEU), "
-            "nl-diverse (20 YRI)") in report
+            "se-register (20 CEU), nl-diverse (20 YRI)") in report
 
     pooled_sites = _sites(cohorts / "pooled" / "cohort.vcf.gz")
     seen: set[str] = set()

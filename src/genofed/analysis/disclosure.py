@@ -99,12 +99,6 @@ def select_cohorts(spec: JobSpec, datasets: list[Dataset], state: NodeAnalysisSt
                 cases += int(trait.sum())
                 controls += int(len(trait) - trait.sum())
         hashed = NodeAnalysisState.hashed(cohort.sample_ids)
-        closest = state.closest_selection(dataset.id, hashed, job)
-        if closest is not None and closest[1] < min_individuals:
-            raise DisclosureRefusal(
-                f"{dataset.id}: the cohort differs from one this node contributed to an earlier "
-                f"job by fewer than {min_individuals} individuals (differencing could reveal "
-                "them)")
         selections.append(Selection(dataset, cohort.columns, hashed, cohort.population))
     total = sum(len(s.columns) for s in selections)
     if total < min_individuals:
@@ -117,4 +111,11 @@ def select_cohorts(spec: JobSpec, datasets: list[Dataset], state: NodeAnalysisSt
     if spec.type in (AnalysisType.LINEAR, AnalysisType.LOGISTIC) and parameters > total / 3:
         raise DisclosureRefusal(f"{parameters} model parameters for {total} individuals: at "
                                 "most one per three individuals")
+    for selection in selections:
+        smallest = state.smallest_new_cell(selection.dataset.id, selection.hashed, job)
+        if smallest is not None and smallest < min_individuals:
+            raise DisclosureRefusal(
+                f"{selection.dataset.id}: together with the cohorts of earlier jobs here, this "
+                f"one would set apart a group of fewer than {min_individuals} individuals "
+                "(sums over the jobs could reveal them); choose a broader or the same cohort")
     return selections

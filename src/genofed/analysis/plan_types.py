@@ -119,7 +119,7 @@ class _GwasPlan(Plan):
     def write(self, directory: Path, variants: VariantTable,
               meta: dict[str, Any]) -> list[str]:
         assert self.results is not None and self.spec.trait is not None
-        stem = "gwas-" + self.spec.trait.name.replace(":", "_")
+        stem = "gwas-" + (self.spec.name or self.spec.trait.name.replace(":", "_"))
         dropped = {"below_min_mac": int(self.n_variants - len(self.eligible)),
                    "min_mac": self.threshold(), "not_estimable": self.errors,
                    "lacked_per_node": {n: meta["nodes"][n].get("variantsLacked", 0)

@@ -102,6 +102,8 @@ class PrsOptions(_Model):
 
 class JobSpec(_Model):
     type: AnalysisType
+    #: Names the result files (a GWAS's are gwas-<name>.tsv, ...; default: from the trait).
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     #: Dataset ids; None: every dataset of every node that the researcher holds a grant for.
     datasets: list[str] | None = None
     cohort: CohortFilter = Field(default_factory=CohortFilter)

@@ -149,22 +149,32 @@ class NodeAnalysisState:
         np.save(buffer, hashed, allow_pickle=False)
         _write_atomically(buffer_path, buffer.getvalue())
 
-    def closest_selection(self, dataset: str, hashed: np.ndarray,
-                          job: str) -> tuple[str, int] | None:
-        """The earlier selection (another job's) of this dataset that differs least from
-        `hashed` but is not equal to it, and by how many individuals; None if there is none."""
+    def smallest_new_cell(self, dataset: str, hashed: np.ndarray, job: str) -> int | None:
+        """How many individuals the smallest group has that `hashed` would newly set apart.
+
+        Group the dataset's individuals by which of the earlier jobs (other than `job`) selected
+        them: any sum, difference or other combination of those jobs' statistics is a
+        combination of these groups' sums, so the finest thing they can reveal is a group's
+        aggregate. A new selection splits some groups in two (those it takes part of) and sets
+        apart the individuals no earlier job selected; the smallest such new piece is returned
+        (None: it splits nothing, e.g. the same cohort again)."""
         directory = self.root / "selections" / dataset
-        best: tuple[str, int] | None = None
-        if not directory.is_dir():
+        earlier = [np.load(path, allow_pickle=False)
+                   for path in sorted(directory.glob("*.npy")) if path.stem != job] \
+            if directory.is_dir() else []
+        universe = np.unique(np.concatenate([hashed, *earlier]))
+        membership = np.zeros((len(universe), len(earlier) + 1), dtype=bool)
+        for column, selection in enumerate(earlier):
+            membership[:, column] = np.isin(universe, selection, assume_unique=True)
+        membership[:, -1] = np.isin(universe, hashed, assume_unique=True)
+        before = _cells(membership[:, :-1])
+        after = _cells(membership)
+        # An individual is newly set apart when its group shrinks, or when no earlier job
+        # selected it (its sum was not learnable before; now its group's is).
+        split = (before[1][before[0]] != after[1][after[0]]) | ~membership[:, :-1].any(axis=1)
+        if not split.any():
             return None
-        for path in directory.glob("*.npy"):
-            if path.stem == job:
-                continue
-            earlier = np.load(path, allow_pickle=False)
-            differ = len(np.setxor1d(earlier, hashed, assume_unique=True))
-            if differ and (best is None or differ < best[1]):
-                best = (path.stem, differ)
-        return best
+        return int(after[1][after[0][split]].min())
 
     # -- PCA scores kept for later jobs ----------------------------------------------------------
     def save_scores(self, job: str, dataset: str, sample_hashes: np.ndarray,
@@ -184,3 +194,14 @@ class NodeAnalysisState:
         except FileNotFoundError:
             raise JobStateError(f"this node keeps no PCA scores of job {job!r} for dataset "
                                 f"{dataset!r}: run the pca job over it first") from None
+
+
+def _cells(membership: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's group, each group's size) of rows with equal membership."""
+    if membership.shape[1] == 0:
+        return np.zeros(len(membership), dtype=np.int64), np.array([len(membership)])
+    packed = np.packbits(membership, axis=1)
+    _unique, inverse, counts = np.unique(packed, axis=0, return_inverse=True,
+                                          return_counts=True)
+    return inverse.reshape(-1), counts
+

@@ -36,7 +36,9 @@ def demo(
     tiers, cut from one simulated population history (shared variants, the same planted causal
     variants), a login issuer with a demo researcher and one committee member per node, and
     the coordinator; then walk through discovery across countries, an access application, the
-    committee's approval, the visa, and record-level and count queries through the network.
+    committee's approval, the visa, record-level and count queries through the network, and
+    federated analyses across the three countries (linear GWAS of LDL, logistic GWAS of
+    seizures, PCA) whose results land in DIR/results/.
 
     Everything listens on 127.0.0.1 only. The services stay up (URLs printed) until Ctrl-C, or
     use --no-wait to stop after the walkthrough.
@@ -52,7 +54,7 @@ def demo(
     console.rule("[bold]2. Starting the network on loopback")
     with serving(directory) as running:
         _services_table(running)
-        _walkthrough(running)
+        _walkthrough(running, directory)
         if wait:
             console.print("\nThe services keep running; press [bold]Ctrl-C[/] to stop them.")
             try:
@@ -75,7 +77,7 @@ def _services_table(running: Any) -> None:
     console.print(table)
 
 
-def _walkthrough(running: Any) -> None:
+def _walkthrough(running: Any, directory: Path) -> None:
     import httpx
     import jwt
 
@@ -123,8 +125,81 @@ def _walkthrough(running: Any) -> None:
         alice = issuer.access_token("alice")
         answer = _network_query(http, running.hub_url, alice, "record")
         _result_table(answer, "Record-level query through the network")
-        console.rule("[bold]7. Every decision is in each node's own audit trail")
+        console.rule("[bold]7. Every committee grants its dataset")
+        _grant_everything(http, running, alice)
+        console.rule("[bold]8. Analyses across three countries; only aggregates leave a node")
+        _analyses(running, issuer.access_token("alice"), directory)
+        console.rule("[bold]9. Every decision is in each node's own audit trail")
         _audit_table(running)
+
+
+def _grant_everything(http: Any, running: Any, alice: str) -> None:
+    from genofed.demo.analyses import DemoStepError, grant_everything
+
+    try:
+        granted = grant_everything(http, running, alice, already={APPLY_FOR})
+    except DemoStepError as exc:
+        fail(str(exc))
+    console.print(f"alice applies to {', '.join(granted)} for a federated analysis; the SE and "
+                  "NL committees approve, and each node signs its ControlledAccessGrants visa. "
+                  "She logs in again: her passport carries all three.")
+
+
+def _analyses(running: Any, token: str, directory: Path) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from genofed.cli.output import errors
+    from genofed.demo.analyses import run_analyses, top_hits
+
+    console.print("Each job goes to the coordinator; every node checks alice's visa for its "
+                  "own dataset, selects its individuals, and sends only masked sums that the "
+                  "coordinator can add up but not read one by one.")
+    results = directory / "results"
+    with Progress(TextColumn("{task.description:<48}"), BarColumn(), TextColumn(
+            "{task.fields[stage]}"), TimeElapsedColumn(), console=errors,
+            transient=not errors.is_terminal) as progress:
+        tasks: dict[str, Any] = {}
+
+        def update(title: str, job: dict[str, Any]) -> None:
+            state = job.get("progress", {})
+            if title not in tasks:
+                tasks[title] = progress.add_task(title, total=None, stage="")
+            progress.update(tasks[title], total=state.get("steps"),
+                            completed=state.get("step", 0),
+                            stage=f"{job['state']}: {state.get('stage', '')}")
+
+        outcomes = run_analyses(running, token, results, update)
+    table = Table(title=f"Federated analyses (result files in {results}/)")
+    for column in ("analysis", "state", "nodes", "individuals", "variants", "files"):
+        table.add_column(column)
+    for outcome in outcomes:
+        nodes = outcome.job.get("progress", {}).get("nodes", {})
+        taking_part = outcome.job["participants"]
+        table.add_row(outcome.title, outcome.job["state"], ", ".join(taking_part),
+                      str(sum(int(nodes[n].get("individuals", 0)) for n in taking_part)),
+                      str(outcome.job.get("progress", {}).get("variants", "")),
+                      ", ".join(p.name for p in outcome.files if p.suffix != ".png") or
+                      outcome.job["message"])
+    console.print(table)
+    truth = directory / "cohorts" / "pooled" / "truth.json"
+    for name, trait, title in (("gwas-ldl.tsv", "quantitative", "LDL cholesterol"),
+                               ("gwas-HP_0002069.tsv", "binary", "seizures (HP:0002069)")):
+        if not (results / name).is_file():
+            continue
+        hits, planted = top_hits(results / name, truth, trait)
+        hit_table = Table(title=f"Top hits, {title}, beside the planted causal variants")
+        for column in ("variant", "beta (ALT)", "p", "planted?"):
+            hit_table.add_column(column)
+        for hit in hits:
+            hit_table.add_row(hit.variant, f"{hit.beta:+.3f}", f"{hit.p:.2e}",
+                              hit.planted or "-")
+        console.print(hit_table)
+        console.print(f"  planted: {'; '.join(planted)}")
+    eigenvalues = results / "pca-eigenvalues.tsv"
+    if eigenvalues.is_file():
+        values = [line.split("\t")[1] for line in eigenvalues.read_text().splitlines()[1:]]
+        console.print(f"PCA eigenvalues: {', '.join(values)} (the scores stay at each node, "
+                      "ready as covariates pc1..pc5 of a later GWAS)")
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -54,7 +54,8 @@ class DemoNode:
 NODES = (
     DemoNode("fi", "FI", (DemoDataset("fi-biobank", "controlled", "CEU", 240),
                           DemoDataset("fi-reference", "public", "CEU", 80))),
-    DemoNode("se", "SE", (DemoDataset("se-cohort", "registered", "CEU", 160),)),
+    DemoNode("se", "SE", (DemoDataset("se-cohort", "controlled", "CEU", 200),
+                          DemoDataset("se-register", "registered", "CEU", 60))),
     DemoNode("nl", "NL", (DemoDataset("nl-diverse", "controlled", "YRI", 120),)),
 )
 #: The one simulation every dataset is cut from, under DIR/cohorts/; its sample names are
