@@ -23,11 +23,8 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from common import free_port, percentile
+from common import cpu_seconds, free_port, percentile, running
 
 WORK = Path(__file__).resolve().parent / "work" / "federation"
 console = Console()
@@ -69,41 +66,6 @@ def prepare_nodes(count: int, samples: int, length_mb: float) -> list[Path]:
                            metadata=summary.dataset_metadata, populations=summary.populations)
         nodes.append(node)
     return nodes
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], deadline: float = 60) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise SystemExit(f"{url}: the server exited with status {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
-@contextmanager
-def running(command: list[str], ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen([sys.executable, "-m", "genofed", *command],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_up(ready_url, process)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Timer:

@@ -81,6 +81,9 @@ class _Run:
     attempt: int = 0
     union: np.ndarray = field(default_factory=lambda: np.empty(0, dtype="S16"))
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Per node: bytes it sent (its answers) and received (the coordinator's requests), and
+    #: the rounds it answered.
+    traffic: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Coordinator:
@@ -178,7 +181,8 @@ class Coordinator:
         """What the researcher sees while the job runs: the stage, statistics steps done of
         (about) how many, and every node's part."""
         progress: dict[str, Any] = {"stage": stage, "attempt": run.attempt,
-                                    "variants": len(run.union), "nodes": run.nodes}
+                                    "variants": len(run.union), "nodes": run.nodes,
+                                    "traffic": run.traffic}
         if plan is not None:
             progress.update(step=plan.number, steps=max(plan.number, plan.expected_steps()))
         return progress
@@ -189,7 +193,7 @@ class Coordinator:
                 "participants": run.participants}
 
     # -- rounds ---------------------------------------------------------------------------------
-    async def _ask(self, member: Member, request: RoundRequest,
+    async def _ask(self, member: Member, request: RoundRequest, run: _Run,
                    authorization: str | None = None) -> _Answer:
         headers = {"content-type": MEDIA_TYPE, "accept": MEDIA_TYPE}
         if authorization is not None:
@@ -202,6 +206,12 @@ class Coordinator:
             return _Answer(member, None, f"no answer within {self.round_timeout:g} s")
         except TransportError as exc:
             return _Answer(member, None, f"{exc.kind}: {exc.detail}")
+        # What each node sent and received, for the researcher (and the benchmark) to see.
+        traffic = run.traffic.setdefault(member.id, {"bytesSent": 0, "bytesReceived": 0,
+                                                      "rounds": 0})
+        traffic["bytesSent"] += len(reply.body)
+        traffic["bytesReceived"] += len(outgoing.body or b"")
+        traffic["rounds"] += 1
         if reply.status != 200:
             return _Answer(member, None, f"HTTP {reply.status}: {reply.body[:200]!r}")
         try:
@@ -209,9 +219,6 @@ class Coordinator:
         except ProtocolError as exc:
             return _Answer(member, None, str(exc))
         return _Answer(member, answer, None if answer.ok else answer.message)
-
-    async def _everyone(self, run: _Run, make: Any, members: list[Member]) -> list[_Answer]:
-        return list(await asyncio.gather(*(self._ask(m, make(m)) for m in members)))
 
     def _members(self, run: _Run) -> list[Member]:
         found = []
@@ -228,7 +235,7 @@ class Coordinator:
         run = _Run(job, network, [m.id for m in everyone])
         request = RoundRequest(job.id, RoundKind.SETUP, run.participants, 0,
                                spec=job.spec.to_json())
-        answers = await asyncio.gather(*(self._ask(m, request, authorization)
+        answers = await asyncio.gather(*(self._ask(m, request, run, authorization)
                                          for m in everyone))
         for answer in answers:
             run.nodes[answer.member.id] = {"country": answer.member.country,
@@ -251,14 +258,14 @@ class Coordinator:
         leader, others = members[0], members[1:]
         lead = RoundRequest(run.job.id, RoundKind.VARIANTS, run.participants, run.attempt,
                             extra={"lead": True})
-        first = await self._ask(leader, lead)
+        first = await self._ask(leader, lead, run)
         if not first.ok or first.reply is None:
             raise JobFailed(f"{leader.id} (the job's leader) could not draw the job key: "
                             f"{first.problem}")
         sealed: dict[str, str] = first.reply.public.get("sealedKeys", {})
         answers = [first, *await asyncio.gather(*(self._ask(m, RoundRequest(
             run.job.id, RoundKind.VARIANTS, run.participants, run.attempt,
-            extra={"sealedKey": sealed.get(m.id, "")})) for m in others))]
+            extra={"sealedKey": sealed.get(m.id, "")}), run) for m in others))]
         failed = [a for a in answers if not a.ok]
         if failed:
             raise JobFailed("nodes failed to match variants: " + "; ".join(
@@ -276,7 +283,7 @@ class Coordinator:
                                extra=dict(step.extra))
         if step.first:
             request.arrays["union"] = run.union
-        answers = await asyncio.gather(*(self._ask(m, request) for m in members))
+        answers = await asyncio.gather(*(self._ask(m, request, run) for m in members))
         bad: list[str] = []
         layouts = []
         vectors = []
@@ -334,7 +341,8 @@ class Coordinator:
         request = RoundRequest(run.job.id, RoundKind.REVEAL, run.participants, run.attempt,
                                step=step, number=number,
                                arrays={"tokens": run.union[indices], "mac": mac})
-        answers = await asyncio.gather(*(self._ask(m, request) for m in self._members(run)))
+        answers = await asyncio.gather(*(self._ask(m, request, run)
+                                         for m in self._members(run)))
         failed = [a for a in answers if not a.ok]
         if failed:
             raise JobFailed("nodes refused to reveal the released variants: " + "; ".join(
@@ -344,10 +352,10 @@ class Coordinator:
 
     async def _broadcast(self, run: _Run, kind: RoundKind) -> None:
         request = RoundRequest(run.job.id, kind, run.participants, run.attempt)
-        await asyncio.gather(*(self._ask(m, request) for m in self._members(run)))
+        await asyncio.gather(*(self._ask(m, request, run) for m in self._members(run)))
 
 
 def _persistable(run: _Run) -> _Run:
     """The run without what is re-read after a restart (the network, from its file)."""
     return _Run(run.job, run.network, list(run.participants), run.attempt, run.union,
-                dict(run.nodes))
+                dict(run.nodes), dict(run.traffic))
