@@ -145,7 +145,10 @@ def site_rows(dataset: Dataset, keys: Sequence[tuple[str, int, str, str]]) -> np
 
 
 def dosages(cohort: Cohort, rows: np.ndarray, *, chunk: int = 10_000) -> Dosages:
-    """Dosages of the sites-table `rows` (-1: a variant the dataset lacks) for `cohort`."""
+    """Dosages of the sites-table `rows` (-1: a variant the dataset lacks) for `cohort`.
+
+    Each block is decoded in one numpy pass (calls to ALT copies, NaN where a call is missing
+    or the dataset lacks the variant); rows in store order read each store chunk once."""
     dataset = cohort.dataset
     held = rows >= 0
     group: Any = dataset.genotypes
@@ -155,10 +158,21 @@ def dosages(cohort: Cohort, rows: np.ndarray, *, chunk: int = 10_000) -> Dosages
     safe = np.where(held, rows, 0)
     records = variant_index[safe]
     alleles = np.where(held, allele_index[safe], -99).astype(np.int8)
-    picked = calls[records][:, cohort.columns] if len(records) else \
-        da.zeros((0, len(cohort), 2), dtype=np.int8, chunks=(chunk, 1000, 2))
-    allele = da.from_array(alleles, chunks=picked.chunks[0])[:, None, None]
-    copies = ((picked == allele) & (picked >= 0)).sum(axis=2, dtype=np.int8)
-    missing = (picked == -1).any(axis=2) | ~da.from_array(held, chunks=picked.chunks[0])[:, None]
-    dosage = da.where(missing, np.nan, copies.astype(np.float64))
+    if not len(records):
+        return Dosages(da.zeros((0, len(cohort)), dtype=np.float64, chunks=(chunk, 1000)), held)
+    picked = calls[records]
+    if not np.array_equal(cohort.columns, np.arange(calls.shape[1])):
+        picked = picked[:, cohort.columns]
+
+    def decode(block: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+        assert block_info is not None
+        start, stop = block_info[0]["array-location"][0]
+        allele = alleles[start:stop, None]
+        first, second = block[..., 0], block[..., 1]
+        copies = (first == allele).astype(np.float64)
+        copies += second == allele
+        copies[(first < 0) | (second < 0) | (allele < 0)] = np.nan
+        return np.asarray(copies)
+
+    dosage = picked.map_blocks(decode, drop_axis=2, dtype=np.float64)
     return Dosages(dosage.rechunk((chunk, 1000)), held)

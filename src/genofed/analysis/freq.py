@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import dask.array as da
 import numpy as np
 from dask.base import compute
+from dask.delayed import delayed
 
 from genofed.analysis import data
 from genofed.analysis.hwe import hwe_exact_p
@@ -31,10 +31,8 @@ def genotype_counts(dosages: data.Dosages, groups: np.ndarray) -> np.ndarray:
     """[hom-ref, het, hom-alt, missing] counts per variant and group: int64 (variants, G, 4).
 
     `groups` is a (G, n) bool matrix over the cohort's individuals (row g: who is in group g;
-    groups may overlap). The counts come from three matrix products streamed over the Dask
-    chunks, observed @ groups.T, g @ groups.T and g**2 @ groups.T (g the dosage with missing
-    as 0), which give exact integers in float64 for dosages 0, 1 and 2: het + 2 hom-alt = sum g
-    and het + 4 hom-alt = sum g**2.
+    groups may overlap). Each Dask block is counted on its own (het, hom-alt and missing calls
+    per variant and group; hom-ref the rest) and the blocks of a run of variants summed.
     """
     groups = np.asarray(groups)
     dosage = dosages.dosage
@@ -47,19 +45,25 @@ def genotype_counts(dosages: data.Dosages, groups: np.ndarray) -> np.ndarray:
         counts = np.zeros((variants, g_count, 4), dtype=np.int64)
         counts[..., MISSING] = groups.sum(axis=1)
         return counts
-    members = da.from_array(groups.T.astype(np.float64), chunks=(dosage.chunks[1], g_count))
-    observed = ~da.isnan(dosage)
-    g = da.where(observed, dosage, 0.0)
-    sums = compute(observed.astype(np.float64) @ members, g @ members, (g * g) @ members)
-    nonmissing, alt, alt_sq = (np.rint(s).astype(np.int64) for s in sums)
-    hom_alt = (alt_sq - alt) // 2
-    het = alt - 2 * hom_alt
-    counts = np.empty((variants, g_count, 4), dtype=np.int64)
-    counts[..., HOM_REF] = nonmissing - het - hom_alt
-    counts[..., HET] = het
-    counts[..., HOM_ALT] = hom_alt
-    counts[..., MISSING] = groups.sum(axis=1)[None, :] - nonmissing
-    return counts
+    starts = np.cumsum((0, *dosage.chunks[1]))
+    parts = []
+    for row in dosage.to_delayed():
+        parts.append([delayed(_block_counts)(block, groups[:, starts[j]:starts[j + 1]])
+                      for j, block in enumerate(row)])
+    computed = compute(*[delayed(sum)(row) for row in parts])
+    return np.concatenate(computed, axis=0).astype(np.int64)
+
+
+def _block_counts(block: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(variants, G, 4) counts of one block of dosages (columns: the block's individuals)."""
+    out = np.empty((len(block), len(groups), 4), dtype=np.int64)
+    for g, members in enumerate(groups):
+        chosen = block if members.all() else block[:, members]
+        out[:, g, HET] = np.count_nonzero(chosen == 1.0, axis=1)
+        out[:, g, HOM_ALT] = np.count_nonzero(chosen == 2.0, axis=1)
+        out[:, g, MISSING] = np.count_nonzero(np.isnan(chosen), axis=1)
+        out[:, g, HOM_REF] = chosen.shape[1] - out[:, g, 1:].sum(axis=1)
+    return out
 
 
 @dataclass(frozen=True)

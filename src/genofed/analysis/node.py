@@ -311,15 +311,15 @@ class AnalysisNode:
             self.state.save_key(request.job, key)
         key = self.state.key(request.job)
         spec = JobSpec.model_validate_json(state["spec"])
-        tokens = steps.variant_tokens(key, spec, datasets)
+        tokens = steps.variant_tokens(self.state, request.job, key, spec, datasets)
         return RoundReply(self.node_id, "ok", public=public, arrays={"tokens": tokens})
 
     def _statistics(self, request: RoundRequest, state: dict[str, Any],
                     datasets: list[Dataset]) -> RoundReply:
         spec = JobSpec.model_validate_json(state["spec"])
         if "union" in request.arrays:
-            steps.remember_variant_order(self.state, request.job, self.state.key(request.job),
-                                         spec, datasets, request.arrays["union"])
+            steps.remember_variant_order(self.state, request.job, datasets,
+                                         request.arrays["union"])
         statistics, bits = steps.node_statistics(self.state, request, spec, datasets,
                                                  self.live.current())
         layout = fixed_point.Layout.of(statistics, bits=bits,
@@ -342,6 +342,6 @@ class AnalysisNode:
         if len(mac) != len(tokens) or (len(mac) and float(np.min(mac)) < threshold):
             raise Refused(f"variants are released only with a pooled minor allele count of at "
                           f"least {threshold}")
-        keys = steps.reveal(self.state.key(request.job), spec, datasets, tokens)
+        keys = steps.reveal(self.state, request.job, datasets, tokens)
         return RoundReply(self.node_id, "ok", arrays=keys)
 

@@ -131,31 +131,38 @@ class _GwasPlan(Plan):
 
 
 class LinearPlan(_GwasPlan):
-    """`plink2 --glm` for a quantitative trait: one step of per-variant sums over the
-    individuals with a called genotype; the coordinator solves every variant's regression."""
+    """`plink2 --glm` for a quantitative trait in one step: per-variant sums over the
+    individuals with a called genotype, for every variant; their ALT dosage sums give the pooled
+    minor allele counts that decide which variants the result releases (no counts step), and
+    the coordinator solves every variant's regression."""
 
     def expected_steps(self) -> int:
-        return 2
+        return 1
 
     def next_step(self) -> Step | None:
-        if not self.counted:
-            return self._counts_step()
         if self.results is None:
-            return self._step("linear", arrays={"variants": self.eligible})
+            return self._step("linear")
         return None
 
     def absorb(self, summed: dict[str, np.ndarray]) -> None:
-        if not self.counted:
-            self._absorb_first(summed)
-            return
         from genofed.analysis import linear
 
+        alt = summed["g_cross"][:, 0]
+        observed = 2.0 * summed["count"]
+        self.mac = np.rint(np.minimum(alt, observed - alt))
+        self.eligible = np.flatnonzero(self.mac >= self.threshold())
+        self.counted = True
+        if not len(self.eligible):
+            raise PlanError(f"no variant reaches the pooled minor allele count of "
+                            f"{self.threshold()}: nothing to test")
         result = linear.solve_linear(summed, 1 + len(self.spec.covariates))
         if result.phenotype_error is not None:
             raise PlanError(f"plink2 would skip this phenotype: {result.phenotype_error}")
-        self.results = {"beta": result.beta, "se": result.se, "p": result.p,
-                        "n": result.obs_count, "freq": result.alt_freq}
-        labels = result.error_labels()
+        keep = self.eligible
+        self.results = {"beta": result.beta[keep], "se": result.se[keep], "p": result.p[keep],
+                        "n": result.obs_count[keep], "freq": result.alt_freq[keep]}
+        every = result.error_labels()
+        labels = [every[i] for i in keep]
         self.errors = {label: labels.count(label) for label in sorted(set(labels))
                        if label != "."}
 

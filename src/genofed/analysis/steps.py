@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dask
 import numpy as np
@@ -19,6 +20,7 @@ from genofed.analysis.state import NodeAnalysisState
 from genofed.config.node import NodeConfig
 from genofed.errors import FederationError
 from genofed.store.dataset import Dataset
+from genofed.store.sites import normalize_contig
 
 Statistics = dict[str, np.ndarray]
 
@@ -28,38 +30,46 @@ class StepError(FederationError):
 
 
 # -- variants ----------------------------------------------------------------------------------
-def _dataset_tokens(key: bytes, spec: JobSpec,
-                    dataset: Dataset) -> tuple[np.ndarray, np.ndarray, list[harmonise.VariantKey]]:
-    """(tokens, sites-table rows, variant keys) of a dataset's biallelic variants."""
-    keys, rows = harmonise.site_keys(dataset)
-    return harmonise.tokens(key, spec.assembly, keys), rows, keys
-
-
-def variant_tokens(key: bytes, spec: JobSpec, datasets: list[Dataset]) -> np.ndarray:
-    """The tokens of every variant of the node's datasets in the job (unique, sorted)."""
-    found = [_dataset_tokens(key, spec, d)[0] for d in datasets]
+def variant_tokens(state: NodeAnalysisState, job: str, key: bytes, spec: JobSpec,
+                   datasets: list[Dataset]) -> np.ndarray:
+    """The tokens of every variant of the node's datasets in the job (unique, sorted). Each
+    dataset's tokens and their sites-table rows are kept with the job, for the later rounds."""
+    found = []
+    for dataset in datasets:
+        keys, rows = harmonise.site_keys(dataset)
+        tokens = harmonise.tokens(key, spec.assembly, keys)
+        state.save_arrays(job, dataset.id, tokens=tokens, token_rows=rows)
+        found.append(tokens)
     return harmonise.union(found) if found else np.empty(0, dtype=harmonise.TOKEN_DTYPE)
 
 
-def remember_variant_order(state: NodeAnalysisState, job: str, key: bytes, spec: JobSpec,
-                           datasets: list[Dataset], union: np.ndarray) -> None:
+def remember_variant_order(state: NodeAnalysisState, job: str, datasets: list[Dataset],
+                           union: np.ndarray) -> None:
     """Save, per dataset, the sites-table row of each variant of the job's order (-1: lacks)."""
     for dataset in datasets:
-        tokens, rows, _keys = _dataset_tokens(key, spec, dataset)
-        index = harmonise.positions(union, tokens)
+        saved = state.arrays(job, dataset.id)
+        index = harmonise.positions(union, saved["tokens"])
+        rows = saved["token_rows"]
         state.save_arrays(job, dataset.id, rows=np.where(index >= 0, rows[np.maximum(index, 0)],
                                                           -1))
 
 
-def reveal(key: bytes, spec: JobSpec, datasets: list[Dataset],
+def reveal(state: NodeAnalysisState, job: str, datasets: list[Dataset],
            wanted: np.ndarray) -> dict[str, np.ndarray]:
     """(contig, pos, ref, alt) of each `wanted` token this node holds; `held` says which."""
     found: list[harmonise.VariantKey | None] = [None] * len(wanted)
     for dataset in datasets:
-        tokens, _rows, keys = _dataset_tokens(key, spec, dataset)
-        for i, variant in enumerate(harmonise.reveal(wanted, tokens, keys)):
+        saved = state.arrays(job, dataset.id)
+        index = harmonise.positions(wanted, saved["tokens"])
+        contig = dataset.sites.column("contig").combine_chunks()
+        names = contig.dictionary.to_pylist()
+        codes = contig.indices.to_numpy()
+        pos, ref, alt = (dataset.site_column(c) for c in ("pos", "ref", "alt"))
+        for i in np.flatnonzero(index >= 0):
             if found[i] is None:
-                found[i] = variant
+                row = int(saved["token_rows"][index[i]])
+                found[i] = harmonise.variant_key(normalize_contig(names[codes[row]]),
+                                                 int(pos[row]), str(ref[row]), str(alt[row]))
     return {"held": np.array([v is not None for v in found], dtype=bool),
             "contig": np.array([v[0] if v else "" for v in found], dtype=str),
             "pos": np.array([v[1] if v else 0 for v in found], dtype=np.int64),
@@ -92,11 +102,35 @@ def job_cohort(state: NodeAnalysisState, job: str, spec: JobSpec, dataset: Datas
     return cohort.subset(np.isin(cohort.columns, columns))
 
 
+@dataclass(frozen=True)
+class StoreOrder:
+    """The variants a round asks about, as the store holds them. A job's variant order follows
+    its keyed tokens, a random order of the store's rows: read in it, every block of variants
+    would touch every chunk of the store. So the node reads and computes in store order and puts
+    per-variant results back in the job's."""
+
+    #: The asked variants' positions, sorted by store row (rows the dataset lacks last).
+    order: np.ndarray
+    inverse: np.ndarray
+
+    def to_store(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values[self.order])
+
+    def to_job(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values[self.inverse])
+
+
 def job_dosages(state: NodeAnalysisState, job: str, cohort: Cohort,
-                variants: np.ndarray | None = None) -> Dosages:
-    """The cohort's dosages over the job's variant order (or the `variants` of it given)."""
+                variants: np.ndarray | None = None) -> tuple[Dosages, StoreOrder]:
+    """The cohort's dosages of the job's variants (or the `variants` of its order given), in
+    store order, and that order."""
     rows = state.arrays(job, cohort.dataset.id)["rows"]
-    return dosages(cohort, rows if variants is None else rows[variants])
+    if variants is not None:
+        rows = rows[variants]
+    order = np.argsort(np.where(rows >= 0, rows, np.iinfo(np.int64).max), kind="stable")
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return dosages(cohort, rows[order]), StoreOrder(order, inverse)
 
 
 def node_statistics(state: NodeAnalysisState, request: RoundRequest, spec: JobSpec,
@@ -128,21 +162,18 @@ def _dataset_statistics(state: NodeAnalysisState, request: RoundRequest, spec: J
         from genofed.analysis import freq
 
         groups = group_matrix(cohort, request.extra.get("groups", ["all"]), spec)
-        return {"counts": freq.genotype_counts(job_dosages(state, request.job, cohort,
-                                                           variants), groups)}
+        dose, order = job_dosages(state, request.job, cohort, variants)
+        return {"counts": order.to_job(freq.genotype_counts(dose, groups))}
     if spec.type is AnalysisType.LINEAR:
         from genofed.analysis import linear
 
         design, trait = gwas_inputs(cohort, spec, state)
-        return linear.linear_statistics(job_dosages(state, request.job, cohort, variants),
-                                        design, trait)
+        dose, order = job_dosages(state, request.job, cohort, variants)
+        stats = linear.linear_statistics(dose, design, trait)
+        return {name: value if name == "design_gram" else order.to_job(value)
+                for name, value in stats.items()}
     if spec.type is AnalysisType.LOGISTIC:
-        from genofed.analysis import logistic
-
-        design, trait = gwas_inputs(cohort, spec, state)
-        dose = job_dosages(state, request.job, cohort, variants)
-        asked = {**arrays, "variants": np.arange(len(arrays["variants"]))}
-        return logistic.logistic_statistics(dose, design, trait, asked)
+        return _logistic_step(state, request, spec, cohort)
     if spec.type is AnalysisType.PCA:
         return _pca_step(state, request, cohort)
     if spec.type is AnalysisType.PRS:
@@ -170,22 +201,44 @@ def group_matrix(cohort: Cohort, groups: list[str], spec: JobSpec | None = None)
     return np.array(rows, dtype=bool).reshape(len(groups), len(cohort))
 
 
+def _logistic_step(state: NodeAnalysisState, request: RoundRequest, spec: JobSpec,
+                   cohort: Cohort) -> Statistics:
+    """Per-variant inputs (coefficients, Firth phase) go to store order and the sums come back
+    in the job's; the Firth-only sums (loglik, third) are over the Firth variants in order."""
+    from genofed.analysis import logistic
+
+    arrays = request.arrays
+    design, trait = gwas_inputs(cohort, spec, state)
+    dose, order = job_dosages(state, request.job, cohort, arrays["variants"])
+    asked = {**arrays, "variants": np.arange(len(arrays["variants"])),
+             "coef": order.to_store(arrays["coef"]), "firth": order.to_store(arrays["firth"])}
+    stats = logistic.logistic_statistics(dose, design, trait, asked)
+    firth = np.flatnonzero(asked["firth"].astype(bool))          # store positions
+    firth_order = np.argsort(order.order[firth], kind="stable")  # -> the job's order
+    return {name: value[firth_order] if name in ("loglik", "third") else order.to_job(value)
+            for name, value in stats.items()}
+
+
 def _pca_step(state: NodeAnalysisState, request: RoundRequest, cohort: Cohort) -> Statistics:
     from genofed.analysis import pca
 
-    dose = job_dosages(state, request.job, cohort, request.arrays["variants"])
+    arrays = request.arrays
+    dose, order = job_dosages(state, request.job, cohort, arrays["variants"])
     if request.step == "scores":
-        arrays = request.arrays
-        result = pca.PcaResult(eigenvalues=arrays["eigenvalues"], loadings=arrays["loadings"],
-                               alt_freq=arrays["alt_freq"],
-                               alt_major=arrays["alt_major"].astype(bool), rounds=0,
-                               converged=True)
+        result = pca.PcaResult(eigenvalues=arrays["eigenvalues"],
+                               loadings=order.to_store(arrays["loadings"]),
+                               alt_freq=order.to_store(arrays["alt_freq"]),
+                               alt_major=order.to_store(arrays["alt_major"]).astype(bool),
+                               rounds=0, converged=True)
         state.save_scores(request.job, cohort.dataset.id,
                           NodeAnalysisState.hash_each(cohort.sample_ids),
                           pca.pca_scores(dose, result))
         return {"individuals": np.array([len(cohort)], dtype=np.int64)}
-    asked = {k: v for k, v in request.arrays.items() if k != "variants"}
-    return pca.pca_statistics(dose, asked)
+    asked = {name: order.to_store(value) for name, value in arrays.items()
+             if name in ("freq", "basis")}
+    if "counts" in arrays:
+        asked["counts"] = arrays["counts"]
+    return {name: order.to_job(value) for name, value in pca.pca_statistics(dose, asked).items()}
 
 
 def _prs_step(request: RoundRequest, spec: JobSpec, cohort: Cohort) -> Statistics:
