@@ -235,7 +235,7 @@ def _report(args: argparse.Namespace, variants: int, ours: dict[str, float],
         table.add_row(name, f"{ours[name]:.2f} s", f"{theirs[name]:.2f} s", f"{ratio:.2f}x",
                       f"<= {TARGETS[name]:g}x {'ok' if ratio <= TARGETS[name] else 'MISSED'}",
                       str(max(t["rounds"] for t in progress["traffic"].values())),
-                      str(progress.get("variants", "")))
+                      f"{progress.get('released', 0):,} of {progress.get('variants', 0):,}")
     console.print(table)
     traffic = Table(title="Per node: bytes sent / received over all three jobs, peak memory")
     for column in ("node", "sent", "received", "peak RSS"):

@@ -167,9 +167,10 @@ class Coordinator:
         directory.mkdir(exist_ok=True)
         files = plan.write(directory, variants, self._meta(run))
         await self._broadcast(run, RoundKind.FINISH)
+        progress = self._progress(run, "done", plan)
+        progress["released"] = len(variants.indices)
         self.store.update(job.id, state=JobState.DONE, files=files,
-                          message=f"done over {', '.join(run.participants)}",
-                          progress=self._progress(run, "done", plan))
+                          message=f"done over {', '.join(run.participants)}", progress=progress)
 
     def _save(self, run: _Run, plan: Plan) -> None:
         self.store.save_plan(run.job.id, {"run": _persistable(run), "plan": plan})

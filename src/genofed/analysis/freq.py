@@ -45,9 +45,10 @@ def genotype_counts(dosages: data.Dosages, groups: np.ndarray) -> np.ndarray:
         counts = np.zeros((variants, g_count, 4), dtype=np.int64)
         counts[..., MISSING] = groups.sum(axis=1)
         return counts
-    starts = np.cumsum((0, *dosage.chunks[1]))
+    source = dosages.codes if dosages.codes is not None else dosage
+    starts = np.cumsum((0, *source.chunks[1]))
     parts = []
-    for row in dosage.to_delayed():
+    for row in source.to_delayed():
         parts.append([delayed(_block_counts)(block, groups[:, starts[j]:starts[j + 1]])
                       for j, block in enumerate(row)])
     computed = compute(*[delayed(sum)(row) for row in parts])
@@ -55,14 +56,16 @@ def genotype_counts(dosages: data.Dosages, groups: np.ndarray) -> np.ndarray:
 
 
 def _block_counts(block: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """(variants, G, 4) counts of one block of dosages (columns: the block's individuals)."""
+    """(variants, G, 4) counts of one block of calls (int8 ALT copies, -1 missing; or float
+    dosages, NaN missing), columns the block's individuals: per call kind, one matrix product
+    with the groups (float32 is exact for counts below 2**24)."""
+    if block.dtype.kind == "f":
+        block = np.where(np.isnan(block), -1, block).astype(np.int8)
+    members = groups.T.astype(np.float32)
     out = np.empty((len(block), len(groups), 4), dtype=np.int64)
-    for g, members in enumerate(groups):
-        chosen = block if members.all() else block[:, members]
-        out[:, g, HET] = np.count_nonzero(chosen == 1.0, axis=1)
-        out[:, g, HOM_ALT] = np.count_nonzero(chosen == 2.0, axis=1)
-        out[:, g, MISSING] = np.count_nonzero(np.isnan(chosen), axis=1)
-        out[:, g, HOM_REF] = chosen.shape[1] - out[:, g, 1:].sum(axis=1)
+    for kind, code in ((HET, 1), (HOM_ALT, 2), (MISSING, -1)):
+        out[:, :, kind] = np.rint((block == code).astype(np.float32) @ members)
+    out[:, :, HOM_REF] = groups.sum(axis=1)[None, :] - out[:, :, 1:].sum(axis=2)
     return out
 
 
