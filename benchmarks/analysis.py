@@ -167,7 +167,8 @@ def main() -> None:
 
     length = args.length_mb * args.scale
     prefix, nodes = prepare(args.individuals, length)
-    variants = sum(1 for line in Path(f"{prefix}.pvar").open() if not line.startswith("#"))
+    with Path(f"{prefix}.pvar").open() as pvar:
+        variants = sum(1 for line in pvar if not line.startswith("#"))
     console.print(f"{args.individuals:,} individuals x {variants:,} variants (after splitting "
                   f"multi-allelic records), 3 nodes")
     root = prefix.parent.parent
