@@ -10,6 +10,10 @@ import pytest
 
 from tests.support import Cohort
 
+#: The 3-node analysis cohort and its served network, for tests/analysis and the plink2
+#: comparisons under tests/external/analysis alike.
+pytest_plugins = ["tests.analysis.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Cohort:

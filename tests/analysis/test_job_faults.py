@@ -18,9 +18,9 @@ from genofed.federation.network import add_member, create_network, member_for_no
 from genofed.server.app import create_app
 from genofed.server.hub import create_hub_app
 from genofed.server.loopback import LoopbackServer
-from tests.analysis.conftest import LDL, AnalysisNetwork
 from tests.analysis.faults import Fault, FaultyNode
-from tests.analysis.test_jobs import run_job
+from tests.analysis.fixtures import LDL, AnalysisNetwork
+from tests.external.analysis.test_jobs import run_job
 from tests.support import refused_port, served
 
 pytestmark = pytest.mark.external

@@ -38,8 +38,8 @@ from genofed.access.db import GovernanceDB
 from genofed.access.pseudonyms import pseudonym
 from genofed.analysis import plan_types
 from genofed.config.node import load_config, save_config
-from tests.analysis.conftest import LDL, SEIZURES, AnalysisCohort, AnalysisNetwork
-from tests.analysis.test_jobs import read_results, run_job
+from tests.analysis.fixtures import LDL, SEIZURES, AnalysisCohort, AnalysisNetwork
+from tests.external.analysis.test_jobs import read_results, run_job
 
 pytestmark = pytest.mark.external
 

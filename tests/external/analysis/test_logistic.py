@@ -29,8 +29,8 @@ import pytest
 from genofed.analysis import data
 from genofed.analysis.firth import a1_transform, unpack
 from genofed.analysis.logistic import LogisticResult, LogisticSolver, logistic_statistics
-from tests.analysis.conftest import AnalysisCohort
-from tests.analysis.plink_tables import (
+from tests.analysis.fixtures import AnalysisCohort
+from tests.external.analysis.plink_tables import (
     NodeInputs,
     alt_counts,
     node_inputs,

@@ -13,15 +13,15 @@ import pytest
 from genofed.analysis import data, prs
 from genofed.analysis.client import HubClient
 from genofed.analysis.spec import Trait
-from tests.analysis.conftest import LDL, SEIZURES, AnalysisNetwork
-from tests.analysis.plink import (
+from tests.analysis.fixtures import LDL, SEIZURES, AnalysisNetwork
+from tests.external.analysis.plink import (
     plink2,
     printed_mismatches,
     pvar_keys,
     read_table,
     share_cohort,
 )
-from tests.analysis.test_prs import _entries, _pgs_text
+from tests.external.analysis.test_prs import _entries, _pgs_text
 
 pytestmark = pytest.mark.external
 

@@ -17,8 +17,8 @@ import pytest
 from genofed.analysis import data, prs
 from genofed.analysis.spec import Trait
 from genofed.errors import InputError
-from tests.analysis.conftest import SEIZURES, AnalysisCohort
-from tests.analysis.plink import (
+from tests.analysis.fixtures import SEIZURES, AnalysisCohort
+from tests.external.analysis.plink import (
     Key,
     plink2,
     printed_mismatches,

@@ -1,4 +1,5 @@
-"""A simulated cohort of 3,000 individuals (1 Mb of chr20, 1% of calls missing) shared by three
+"""Fixtures (a pytest plugin: tests/conftest.py loads it) of the federated analysis tests: a
+simulated cohort of 3,000 individuals (1 Mb of chr20, 1% of calls missing) shared by three
 nodes, and the same data pooled for plink2: the reference every federated result must equal.
 
 The shares are 1,200 (FI), 1,000 (SE) and 800 (NL) individuals. The NL share lacks every 40th

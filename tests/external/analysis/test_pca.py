@@ -18,8 +18,8 @@ import pytest
 import scipy.linalg
 
 from genofed.analysis.pca import PcaResult, PcaSolver, pca_scores, pca_statistics
-from tests.analysis.conftest import AnalysisCohort
-from tests.analysis.plink_tables import (
+from tests.analysis.fixtures import AnalysisCohort
+from tests.external.analysis.plink_tables import (
     NodeInputs,
     alt_counts,
     node_inputs,

@@ -16,8 +16,14 @@ import pytest
 from genofed.analysis import data, linear
 from genofed.analysis.linear import MAX_CORR
 from genofed.analysis.spec import Trait
-from tests.analysis.conftest import LDL, AnalysisCohort
-from tests.analysis.plink import plink2, printed_mismatches, pvar_keys, read_table, share_cohort
+from tests.analysis.fixtures import LDL, AnalysisCohort
+from tests.external.analysis.plink import (
+    plink2,
+    printed_mismatches,
+    pvar_keys,
+    read_table,
+    share_cohort,
+)
 
 
 @dataclass(frozen=True)

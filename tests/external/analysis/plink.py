@@ -15,7 +15,7 @@ import numpy as np
 from genofed.analysis import data
 from genofed.analysis.spec import CohortFilter
 from genofed.store import NodeStore
-from tests.analysis.conftest import Share
+from tests.analysis.fixtures import Share
 
 Key = tuple[str, int, str, str]
 

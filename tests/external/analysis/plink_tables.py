@@ -15,7 +15,7 @@ import numpy as np
 from genofed.analysis import data
 from genofed.analysis.spec import CohortFilter, Trait
 from genofed.store import NodeStore
-from tests.analysis.conftest import SEIZURES, AnalysisCohort
+from tests.analysis.fixtures import SEIZURES, AnalysisCohort
 
 Key = tuple[str, int, str, str]
 

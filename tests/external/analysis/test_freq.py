@@ -13,8 +13,14 @@ import pytest
 
 from genofed.analysis import data, freq
 from genofed.analysis.hwe import hwe_exact_p
-from tests.analysis.conftest import AnalysisCohort
-from tests.analysis.plink import plink2, printed_mismatches, pvar_keys, read_table, share_cohort
+from tests.analysis.fixtures import AnalysisCohort
+from tests.external.analysis.plink import (
+    plink2,
+    printed_mismatches,
+    pvar_keys,
+    read_table,
+    share_cohort,
+)
 
 pytestmark = pytest.mark.external
 
