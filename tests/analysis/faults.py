@@ -1,12 +1,15 @@
-"""A real node that misbehaves on purpose in analysis rounds: its app wrapped so that, from a given
-statistics round on, it fails (HTTP 500), stalls, or alters its masked contribution in transit.
-Everything else (setup, variants, Beacon) is the node's own answer."""
+"""Real nodes with their analysis rounds tampered with or watched: a node that misbehaves on
+purpose (from a given statistics round on it fails with HTTP 500, stalls, or has its masked
+contribution altered in transit), and a node whose answers are recorded as the coordinator
+receives them. Everything else (setup, variants, Beacon) is the node's own answer."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,3 +119,50 @@ async def _respond(send: Send, status: int, body: bytes,
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class Exchange:
+    request: RoundRequest
+    #: The node's signed answer as the coordinator received it.
+    answer: bytes
+
+
+class RecordingNode:
+    """A real node whose analysis rounds are recorded as the coordinator receives them; on
+    FINISH the job's state at the node (its variant order) is copied to `keep` first."""
+
+    def __init__(self, app: App, state_dir: Path, keep: Path) -> None:
+        self.app = app
+        self.state_dir = state_dir
+        self.keep = keep
+        self.exchanges: list[Exchange] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != ENDPOINT:
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        request = RoundRequest.from_bytes(body)
+        if request.kind is RoundKind.FINISH:
+            shutil.copytree(self.state_dir / "jobs" / request.job, self.keep / request.job,
+                            dirs_exist_ok=True)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return {"type": "http.disconnect"}
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        status, headers, answer = await _capture(self.app, scope, replay)
+        self.exchanges.append(Exchange(request, answer))
+        await _respond(send, status, answer, [
+            (k, v) for k, v in headers if k.lower() != b"content-length"])

@@ -69,9 +69,9 @@ def _spec(spec_file: Path | None, options: dict[str, Any]) -> dict[str, Any]:
     traits = {k: options[k] for k in ("measurement", "hpo", "disease") if options[k]}
     if traits:
         spec["trait"] = traits
-    for name in ("type", "pcaJob", "minMac", "assembly"):
-        if options[name] is not None:
-            spec[name] = options[name]
+    for key in ("type", "name", "pcaJob", "minMac", "assembly"):
+        if options[key] is not None:
+            spec[key] = options[key]
     if options["covariates"]:
         spec["covariates"] = options["covariates"]
     if options["datasets"]:
@@ -98,6 +98,8 @@ def submit(
                                             "The options below fill in or override it."),
     job_type: str | None = typer.Option(None, "--type", help="freq, gwas-linear, "
                                         "gwas-logistic, pca or prs."),
+    name: str | None = typer.Option(None, "--name", help="Names the result files (a GWAS's "
+                                    "become gwas-NAME.tsv, ...; default: from the trait)."),
     measurement: str | None = typer.Option(None, "--measurement", help="Quantitative trait: a "
                                            "measurement's assay code, e.g. LOINC:2089-1 (LDL)."),
     hpo: str | None = typer.Option(None, "--hpo", help="Binary trait: an HPO term, descendants "
@@ -138,7 +140,7 @@ def submit(
     cannot take part is named with its reason; at least two must.
     """
     spec = _spec(spec_file, {
-        "type": job_type, "measurement": measurement, "hpo": hpo, "disease": disease,
+        "type": job_type, "name": name, "measurement": measurement, "hpo": hpo, "disease": disease,
         "covariates": covariates, "pcaJob": pca_job, "sex": sex, "minAge": min_age,
         "maxAge": max_age, "cohortHpo": cohort_hpo, "datasets": datasets,
         "components": components, "scoringFile": scoring_file, "minMac": min_mac,
