@@ -20,7 +20,7 @@ from genofed.analysis.coordinator import Coordinator
 from genofed.analysis.jobs import JobNotFoundError, JobStore
 from genofed.analysis.node import AnalysisNode
 from genofed.analysis.protocol import ENDPOINT, MEDIA_TYPE, ProtocolError, RoundRequest
-from genofed.analysis.spec import JobSpec
+from genofed.analysis.requests import JobRequest
 from genofed.errors import AuthenticationError
 from genofed.federation.signatures import PEER_STATE
 
@@ -91,11 +91,15 @@ _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
                  summary="Submit a federated analysis (runs in the background)",
                  responses={401: {"description": "No valid token", **_ERROR},
                             403: {"description": "Token refused", **_ERROR}})
-async def submit(request: Request, spec: Annotated[JobSpec, Body()]) -> Any:
+async def submit(request: Request, body: Annotated[JobRequest, Body()]) -> Any:
     try:
         owner = await run_in_threadpool(_owner, request)
     except _Refused as exc:
         return _error(exc.status, exc.message)
+    try:
+        spec = body.to_spec()
+    except ValueError as exc:  # the document states every rule: a safety net only
+        return _error(400, f"the job spec is not valid: {exc}")
     store: JobStore = request.app.state.jobs
     coordinator: Coordinator = request.app.state.coordinator
     job = store.create(spec, owner)

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 _CURIE = r"^[A-Za-z][A-Za-z0-9_.]*:[^\s]+$"
 _PC = re.compile(r"^pc([1-9][0-9]?)$")
+#: A term such as HP:0001250 or LOINC:2089-1.
+Curie = Annotated[str, Field(pattern=_CURIE)]
 
 
 class AnalysisType(StrEnum):
@@ -41,19 +43,11 @@ class CohortFilter(_Model):
     descendants, as Beacon filters do)."""
 
     sex: Literal["female", "male"] | None = None
+    #: An age range with minAge above maxAge selects no one (and nodes then say so).
     min_age: float | None = Field(default=None, ge=0)
     max_age: float | None = Field(default=None, ge=0)
-    hpo: list[str] = Field(default_factory=list)
-    diseases: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _ages(self) -> CohortFilter:
-        if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
-            raise ValueError(f"minAge {self.min_age} is above maxAge {self.max_age}")
-        for term in [*self.hpo, *self.diseases]:
-            if not re.match(_CURIE, term):
-                raise ValueError(f"{term!r} is not a CURIE such as 'HP:0001250'")
-        return self
+    hpo: list[Curie] = Field(default_factory=list)
+    diseases: list[Curie] = Field(default_factory=list)
 
 
 class Trait(_Model):

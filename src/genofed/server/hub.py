@@ -74,14 +74,19 @@ def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAU
     fan_out = FanOut(PeerSigner.from_key_file(node_id, signing_key_path), timeout=timeout,
                      directory_ttl=directory_ttl)
     hub = Hub(network, fan_out)
-    jobs = JobStore(NodePaths(node_dir, config).hub)
-    coordinator = Coordinator(jobs, fan_out, network, round_timeout=round_timeout)
-    if authenticator is None:
-        authenticator = NodeAuthenticator(node_dir, LiveConfig(node_dir, config))
+    jobs_dir = NodePaths(node_dir, config).hub
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Opened per start, closed per stop: a served app may be started again (and the job
+        # store and login checks hold connections that must not outlive a stop).
         await fan_out.open()
+        jobs = JobStore(jobs_dir)
+        coordinator = Coordinator(jobs, fan_out, network, round_timeout=round_timeout)
+        checker = authenticator or NodeAuthenticator(node_dir, LiveConfig(node_dir, config))
+        app.state.jobs = jobs
+        app.state.coordinator = coordinator
+        app.state.analysis_authenticator = checker
         coordinator.resume_all()
         try:
             yield
@@ -89,8 +94,8 @@ def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAU
             await coordinator.stop()
             await fan_out.close()
             jobs.close()
-            close = getattr(authenticator, "close", None)
-            if close is not None:
+            close = getattr(checker, "close", None)
+            if authenticator is None and close is not None:
                 close()
 
     app = FastAPI(title=f"genofed Beacon network {current.name}", version=__version__,
@@ -100,9 +105,6 @@ def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAU
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
                   lifespan=lifespan)
     app.state.hub = hub
-    app.state.jobs = jobs
-    app.state.coordinator = coordinator
-    app.state.analysis_authenticator = authenticator
 
     def beacon_id() -> str:
         try:
