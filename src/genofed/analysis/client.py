@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter
 
+from genofed.analysis.requests import JobRequest
 from genofed.analysis.spec import JobSpec
 from genofed.errors import GenofedError
 
+_REQUEST: TypeAdapter[Any] = TypeAdapter(JobRequest)
 #: States after which a job changes no more.
 FINISHED = ("done", "failed")
 
@@ -58,9 +61,13 @@ class HubClient:
         return response
 
     def submit(self, spec: JobSpec | dict[str, Any]) -> dict[str, Any]:
-        """Submit a job; returns {"id", "state", "status"} at once (it runs in the background)."""
-        body = spec.to_json() if isinstance(spec, JobSpec) else JobSpec.model_validate(
-            spec).to_json()
+        """Submit a job; returns {"id", "state", "status"} at once (it runs in the background).
+        A spec is checked here first (pydantic's ValidationError says what is wrong)."""
+        if isinstance(spec, JobSpec):
+            spec = {"type": spec.type.value, **spec.model_dump(
+                mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)}
+        body = _REQUEST.dump_json(_REQUEST.validate_python(spec), by_alias=True,
+                                  exclude_none=True)
         answer: dict[str, Any] = self._request(
             "POST", "/analysis/jobs", content=body,
             headers={"content-type": "application/json"}).json()

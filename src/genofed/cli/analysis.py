@@ -147,8 +147,11 @@ def submit(
         "assembly": assembly})
     from pydantic import ValidationError
 
+    from genofed.analysis.spec import JobSpec
+
     with _client(hub, token_file) as client:
         try:
+            JobSpec.model_validate(spec)  # its messages say what a job of the type needs
             submitted = client.submit(spec)
         except ValidationError as exc:
             fail("the job spec is not valid: " + "; ".join(
