@@ -19,7 +19,7 @@ from genofed.server.app import create_app
 from genofed.server.hub import create_hub_app
 from genofed.server.loopback import LoopbackServer
 from tests.analysis.faults import Fault, FaultyNode
-from tests.analysis.fixtures import LDL, AnalysisNetwork
+from tests.analysis.fixtures import LDL, SEIZURES, AnalysisNetwork
 from tests.external.analysis.test_jobs import run_job
 from tests.support import refused_port, served
 
@@ -28,6 +28,8 @@ pytestmark = pytest.mark.external
 FAULTY = "nl-node"
 FREQ = {"type": "freq"}
 LINEAR = {"type": "gwas-linear", "trait": {"measurement": LDL}, "covariates": ["sex", "age"]}
+#: A job of several statistics steps (counts, then a Newton step per round).
+LOGISTIC = {"type": "gwas-logistic", "trait": {"hpo": SEIZURES}, "covariates": ["sex"]}
 
 
 @contextmanager
@@ -122,23 +124,24 @@ def test_a_node_that_fails_stalls_or_tampers_in_the_first_step_is_left_out(
 
 def test_a_node_failing_after_its_statistics_were_pooled_stops_the_job_clearly(
         analysis_network: AnalysisNetwork, tmp_path: Path) -> None:
-    """NL fails in the linear step, after the counts step summed its statistics: redoing the
-    counts without it would hand the coordinator NL's counts by difference, so FI and SE refuse
-    the restart and the job fails saying why (no result, rather than a revealing one)."""
+    """NL fails in the first logistic step, after the counts step summed its statistics:
+    redoing the counts without it would hand the coordinator NL's counts by difference, so FI
+    and SE refuse the restart and the job fails saying why (no result, rather than a revealing
+    one)."""
     fault = Fault("fail", from_round=2)
     with faulty_network(analysis_network, tmp_path, fault) as hub:
-        job = submit(hub, analysis_network, LINEAR, tmp_path / "out")
+        job = submit(hub, analysis_network, LOGISTIC, tmp_path / "out")
     assert job["state"] == "failed"
-    assert fault.hits == ["linear#2"]
+    assert len(fault.hits) == 1 and fault.hits[0].startswith("logistic#"), fault.hits
     assert "reveal their statistics by difference" in job["message"]
     assert job["files"] == []
 
 
 def test_a_restarted_coordinator_carries_the_job_on(analysis_network: AnalysisNetwork,
                                                     tmp_path: Path) -> None:
-    """The coordinator stops while NL takes its time over the linear step; a new one on the
-    same directory resumes from the saved plan (the researcher's token is not needed again) and
-    the result is the one an uninterrupted job gives."""
+    """The coordinator stops while NL takes its time over the first logistic step; a new one on
+    the same directory resumes from the saved plan (the researcher's token is not needed again)
+    and the result is the one an uninterrupted job gives."""
     fault = Fault("stall", from_round=2, delay=4.0)
     path = tmp_path / "network.toml"
     create_network(path, "restart-net")
@@ -154,7 +157,7 @@ def test_a_restarted_coordinator_carries_the_job_on(analysis_network: AnalysisNe
         first.start(create_hub_app(path, hub_dir, timeout=5.0))
         port = first.port
         with HubClient(first.url, token) as client:
-            job_id = client.submit(LINEAR)["id"]
+            job_id = client.submit(LOGISTIC)["id"]
             with pytest.raises(_Reached):
                 client.wait(job_id, timeout=300, interval=0.2, on_update=_past_first_step)
         first.stop()
@@ -164,11 +167,10 @@ def test_a_restarted_coordinator_carries_the_job_on(analysis_network: AnalysisNe
             job = client.wait(job_id, timeout=600)
             assert job["state"] == "done", job["message"]
             client.download(job_id, tmp_path / "out")
-    normal = run_job(analysis_network, LINEAR, tmp_path / "normal")
+    normal = run_job(analysis_network, LOGISTIC, tmp_path / "normal")
     assert normal["state"] == "done"
-    name = "gwas-LOINC_2089-1.tsv"
-    assert_same_results(tmp_path / "out", tmp_path / "normal", name)
-    assert len(fault.hits) >= 2        # the linear step was asked again after the restart
+    assert_same_results(tmp_path / "out", tmp_path / "normal", "gwas-HP_0002069.tsv")
+    assert len(fault.hits) >= 2        # the logistic step was asked again after the restart
 
 
 class _Reached(Exception):

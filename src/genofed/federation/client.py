@@ -28,7 +28,7 @@ from genofed.errors import TransportError
 from genofed.federation.answers import AnswerCheck
 from genofed.federation.network import Member
 from genofed.federation.signatures import PeerSigner
-from genofed.federation.transport import MAX_ANSWER, ConnectionPool, Origin, Reply
+from genofed.federation.transport import ConnectionPool, Origin, Reply
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +168,14 @@ class FanOut:
         return self._classify(member, reply, check, time.perf_counter() - started)
 
     async def send(self, member: Member, outgoing: Outgoing, timeout: float, *,
-                   max_answer: int = MAX_ANSWER) -> Reply:
+                   max_answer: int | None = None) -> Reply:
         """One signed exchange with a member, bounded by `timeout` seconds (TimeoutError), for
         callers that read the answer themselves (e.g. an analysis round, whose answers may be
         larger than a Beacon's: `max_answer`); TransportError when the exchange fails."""
         return await asyncio.wait_for(self._send(member, outgoing, max_answer), timeout)
 
     async def _send(self, member: Member, outgoing: Outgoing,
-                    max_answer: int = MAX_ANSWER) -> Reply:
+                    max_answer: int | None = None) -> Reply:
         origin = self._origins.get(member.base_url)
         if origin is None:
             origin = self._origins[member.base_url] = Origin.of(member.base_url)

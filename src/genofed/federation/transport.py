@@ -213,8 +213,11 @@ class ConnectionPool:
 
     async def request(self, origin: Origin, method: str, target: str,
                       headers: list[tuple[str, str]], body: bytes | None = None, *,
-                      max_answer: int = MAX_ANSWER) -> Reply:
-        """One exchange; a reused connection the server had closed is replaced once."""
+                      max_answer: int | None = None) -> Reply:
+        """One exchange; a reused connection the server had closed is replaced once. Answers
+        above `max_answer` bytes (default: the module's MAX_ANSWER, read per call) are refused."""
+        if max_answer is None:
+            max_answer = MAX_ANSWER
         connection = self._take_idle(origin)
         reused = connection is not None
         if connection is None:
