@@ -139,6 +139,24 @@ def test_an_unhashable_value_in_a_refused_body_is_echoed_not_a_500(
         assert response.json()["error"]["errorCode"] == 400
 
 
+def test_a_refused_request_echoes_what_was_sent_not_the_defaults(
+        node_client: TestClient) -> None:
+    """A newcomer's `limit=5000&requestedGranularity=record` came back as 10 and boolean in
+    the error's receivedRequestSummary."""
+    response = node_client.get("/beacon/g_variants", params={
+        "limit": "5000", "requestedGranularity": "record", "start": "x"})
+    assert response.status_code == 400
+    summary = response.json()["meta"]["receivedRequestSummary"]
+    assert summary["requestedGranularity"] == "record"
+    assert summary["pagination"]["limit"] == 5000
+    body = node_client.post("/beacon/g_variants", json={"query": {
+        "pagination": {"limit": 5000}, "requestedGranularity": "record",
+        "requestParameters": {"start": "x"}}})
+    assert body.status_code == 400
+    summary = body.json()["meta"]["receivedRequestSummary"]
+    assert (summary["requestedGranularity"], summary["pagination"]["limit"]) == ("record", 5000)
+
+
 def test_a_huge_integer_in_a_refused_body_is_echoed_not_a_crash(node_client: TestClient) -> None:
     """orjson writes no integer beyond 64 bits; the error echoing one failed."""
     response = node_client.post("/beacon/g_variants",

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from dask.base import compute
 from dask.delayed import delayed
 
 from genofed.analysis import data
 from genofed.analysis.hwe import hwe_exact_p
+from genofed.analysis.scheduling import compute
 
 HOM_REF, HET, HOM_ALT, MISSING = range(4)
 

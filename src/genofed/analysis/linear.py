@@ -53,9 +53,9 @@ from enum import IntEnum
 
 import dask.array as da
 import numpy as np
-from dask.base import compute
 
 from genofed.analysis import data
+from genofed.analysis.scheduling import compute
 
 MAX_CORR = 0.999
 VIF_THRESHOLD = 50.0

@@ -52,6 +52,7 @@ from genofed.analysis.firth import (
     rcond,
     unpack,
 )
+from genofed.analysis.scheduling import compute
 
 #: Elements per block a node holds at once (variants x individuals), for memory.
 _BLOCK_ELEMENTS = 2_000_000
@@ -102,9 +103,9 @@ def logistic_statistics(dosages: data.Dosages, design: np.ndarray, y: np.ndarray
         return sums[:, None, :]
 
     n_blocks = len(picked.chunks[1])
-    sums = np.asarray(da.map_blocks(
+    sums = np.asarray(compute(da.map_blocks(
         block_sums, picked, new_axis=2, dtype=np.float64,
-        chunks=(picked.chunks[0], (1,) * n_blocks, (n_stats,))).sum(axis=1).compute())
+        chunks=(picked.chunks[0], (1,) * n_blocks, (n_stats,))).sum(axis=1))[0])
     out, start = {}, 0
     for name, width in widths.items():
         values = np.empty((m, width))

@@ -32,6 +32,7 @@ import dask.array as da
 import numpy as np
 
 from genofed.analysis import data
+from genofed.analysis.scheduling import compute
 
 #: plink2's kSmallEpsilon (2^-44): a variant with 2f(1-f) at most this is all zero.
 SMALL_EPSILON = 2.0 ** -44
@@ -41,7 +42,7 @@ def allele_count_statistics(dosages: data.Dosages) -> dict[str, np.ndarray]:
     """Per variant, the ALT allele count and the number of called alleles (2 per individual
     with a call) of the node's individuals: summed, the frequencies plink2 standardises with."""
     called = ~da.isnan(dosages.dosage)
-    alt, total = da.compute(da.where(called, dosages.dosage, 0.0).sum(axis=1),
+    alt, total = compute(da.where(called, dosages.dosage, 0.0).sum(axis=1),
                             2.0 * called.sum(axis=1))
     return {"alt_count": np.asarray(alt, dtype=np.float64),
             "allele_count": np.asarray(total, dtype=np.float64)}
@@ -75,9 +76,9 @@ def pca_statistics(dosages: data.Dosages, request: dict[str, np.ndarray]
     if basis.ndim != 2 or basis.shape[0] != x.shape[0]:
         raise ValueError(f"pca basis {basis.shape} does not fit {x.shape[0]} variants")
     b = da.from_array(basis, chunks=(x.chunks[0], basis.shape[1]))
-    z = np.asarray((x.T @ b).compute())
+    z = np.asarray(compute(x.T @ b)[0])
     zd = da.from_array(z, chunks=(x.chunks[1], z.shape[1]))
-    return {"product": np.asarray((x @ zd).compute(), dtype=np.float64)}
+    return {"product": np.asarray(compute(x @ zd)[0], dtype=np.float64)}
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def pca_scores(dosages: data.Dosages, result: PcaResult) -> np.ndarray:
     weights = result.loadings * sign / (m * np.sqrt(result.eigenvalues))[None, :]
     x = standardised(dosages, result.alt_freq)
     w = da.from_array(weights, chunks=(x.chunks[0], weights.shape[1]))
-    return np.asarray((x.T @ w).compute(), dtype=np.float64)
+    return np.asarray(compute(x.T @ w)[0], dtype=np.float64)
 
 
 class PcaSolver:

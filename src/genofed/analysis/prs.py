@@ -40,9 +40,9 @@ from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
-from dask.base import compute
 
 from genofed.analysis import data
+from genofed.analysis.scheduling import compute
 from genofed.errors import InputError
 from genofed.store.dataset import Dataset
 

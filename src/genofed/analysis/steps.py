@@ -5,16 +5,15 @@ job's datasets contributes the sum over them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import dask
 import numpy as np
 
 from genofed.analysis import harmonise
 from genofed.analysis.data import Cohort, Dosages, dosages, select
 from genofed.analysis.disclosure import gwas_inputs
 from genofed.analysis.protocol import RoundRequest
+from genofed.analysis.scheduling import computing_on
 from genofed.analysis.spec import AnalysisType, JobSpec
 from genofed.analysis.state import NodeAnalysisState
 from genofed.config.node import NodeConfig
@@ -78,21 +77,9 @@ def reveal(state: NodeAnalysisState, job: str, datasets: list[Dataset],
 
 
 # -- statistics --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def compute_on(config: NodeConfig) -> Iterator[None]:
+def compute_on(config: NodeConfig) -> contextlib.AbstractContextManager[None]:
     """Dask's local threads, or the cluster `analysis.scheduler` names."""
-    address = config.analysis.scheduler
-    if not address:
-        with dask.config.set(scheduler="threads"):
-            yield
-        return
-    try:
-        from distributed import Client
-    except ImportError:
-        raise StepError("analysis.scheduler names a Dask cluster, but dask.distributed is not "
-                        "installed here (pip install 'genofed[cluster]')") from None
-    with Client(address, set_as_default=True):
-        yield
+    return computing_on(config.analysis.scheduler)
 
 
 def job_cohort(state: NodeAnalysisState, job: str, spec: JobSpec, dataset: Dataset) -> Cohort:
