@@ -40,8 +40,7 @@ def demo(
     federated analyses across the three countries (linear GWAS of LDL, logistic GWAS of
     seizures, PCA) whose results land in DIR/results/.
 
-    Everything listens on 127.0.0.1 only. The services stay up (URLs printed) until Ctrl-C, or
-    use --no-wait to stop after the walkthrough.
+    Everything listens on 127.0.0.1 only; the services stay up until Ctrl-C (or --no-wait).
     """
     from genofed.demo.network import build, serving
 

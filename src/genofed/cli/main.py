@@ -41,7 +41,9 @@ app.add_typer(analysis_cli.app, name="analysis")
 app.add_typer(files_cli.app, name="files")
 app.command("ingest")(data.ingest)
 app.command("sites")(data.sites)
-app.command("demo")(demo.demo)
+app.command("demo", short_help="Three national nodes, a login issuer and the coordinator on "
+            "this machine, and a walk through discovery, access, queries and "
+            "federated analyses across countries.")(demo.demo)
 app.command("serve")(serve.serve)
 
 
