@@ -360,7 +360,11 @@ class PcaPlan(Plan):
                 return self._step("pca", arrays={**request, "variants": self.eligible})
             self.result = self.solver.result()
         if not self.scored:
+            assert self.counts is not None
+            # Every variant's counts (missing calls included) cover every individual once.
+            pooled = int(self.counts[0, 0, :].sum()) if len(self.counts) else 0
             return self._step("scores", arrays={
+                "individuals": np.array([pooled], dtype=np.int64),
                 "variants": self.eligible, "eigenvalues": self.result.eigenvalues,
                 "loadings": self.result.loadings, "alt_freq": self.result.alt_freq,
                 "alt_major": self.result.alt_major.astype(np.int64)})
@@ -436,7 +440,8 @@ class PcaPlan(Plan):
             "method": "plink2 --pca meanimpute (variance-standardised dosages, missing "
                       "calls at the mean); loadings as plink2 biallelic-var-wts, for the "
                       "minor allele ('allele' column)",
-            "scores": "kept at each node for its own individuals (covariates pc1..pcN of "
-                      "later GWAS jobs with pcaJob set to this job)"})
+            "scores": "kept at each node for its own individuals, in standard deviations "
+                      "(plink2's .eigenvec times the square root of the individuals): "
+                      "covariates pc1..pcN of later GWAS jobs with pcaJob set to this job"})
         outputs.scree_plot(directory / "pca-eigenvalues.png", values)
         return ["pca-eigenvalues.tsv", "pca-loadings.tsv", "pca-meta.yaml", "pca-eigenvalues.png"]

@@ -217,9 +217,14 @@ def _pca_step(state: NodeAnalysisState, request: RoundRequest, cohort: Cohort) -
                                alt_freq=order.to_store(arrays["alt_freq"]),
                                alt_major=order.to_store(arrays["alt_major"]).astype(bool),
                                rounds=0, converged=True)
+        # Kept in standard deviations: plink2's eigenvectors have unit norm, entries ~1/sqrt(N),
+        # and beside an age covariate they fail plink2's scale check (which asks for
+        # --covar-variance-standardize). One factor for every node: the model is unchanged.
+        pooled = arrays.get("individuals")
+        scale = float(np.sqrt(pooled[0])) if pooled is not None and pooled[0] > 0 else 1.0
         state.save_scores(request.job, cohort.dataset.id,
                           NodeAnalysisState.hash_each(cohort.sample_ids),
-                          pca.pca_scores(dose, result))
+                          pca.pca_scores(dose, result) * scale)
         return {"individuals": np.array([len(cohort)], dtype=np.int64)}
     asked = {name: order.to_store(value) for name, value in arrays.items()
              if name in ("freq", "basis")}

@@ -48,6 +48,27 @@ def keyed(table: dict[str, np.ndarray], chrom: str, pos: str, ref: str,
             enumerate(zip(table[chrom], table[pos], table[ref], table[alt], strict=True))}
 
 
+def assert_equals_glm(gwas_ssf: Path, glm_linear: Path) -> None:
+    """Every released variant's beta, SE, p and n in our GWAS-SSF file equal plink2 --glm's
+    (within its printed rounding + 1e-6 relative), ALT as the effect allele."""
+    glm = read_table(glm_linear)
+    ours = read_results(gwas_ssf)
+    theirs = keyed(glm, "#CHROM" if "#CHROM" in glm else "CHROM", "POS", "REF", "ALT")
+    rows = np.array([theirs[key] for key in keyed(ours, "chromosome", "base_pair_location",
+                                                  "other_allele", "effect_allele")])
+    sign = np.where(glm["A1"][rows] == glm["ALT"][rows], 1.0, -1.0)
+    beta = np.array([np.nan if v == "NA" else float(v) for v in ours["beta"]])
+    ok = glm["ERRCODE"][rows] == "."
+    assert ok.sum() > 3000
+    assert printed_mismatches(beta[ok] * sign[ok], glm["BETA"][rows][ok]).size == 0
+    for ours_column, theirs_column in (("standard_error", "SE"), ("p_value", "P")):
+        values = np.array([np.nan if v == "NA" else float(v) for v in ours[ours_column]])
+        printed = glm[theirs_column][rows][ok]
+        bad = printed_mismatches(values[ok], printed)
+        assert bad.size == 0, (ours_column, values[ok][bad[:5]], printed[bad[:5]])
+    assert np.array_equal(ours["n"].astype(int), glm["OBS_CT"][rows].astype(int))
+
+
 def test_allele_frequencies_equal_plink2(analysis_network: AnalysisNetwork,
                                          tmp_path: Path) -> None:
     job = run_job(analysis_network, {"type": "freq"}, tmp_path / "freq")
@@ -77,22 +98,8 @@ def test_linear_gwas_equals_plink2_glm(analysis_network: AnalysisNetwork,
     plink2("--pfile", cohort.plink_prefix, "--pheno", cohort.pheno, "--pheno-name", "LDL",
            "--covar", cohort.covar, "--covar-name", "SEX,AGE", "--glm", "hide-covar",
            "cols=+a1freq", out=tmp_path / "plink")
-    glm = read_table(tmp_path / "plink.LDL.glm.linear")
-    ours = read_results(tmp_path / "ldl" / "gwas-LOINC_2089-1.tsv")
-    theirs = keyed(glm, "#CHROM" if "#CHROM" in glm else "CHROM", "POS", "REF", "ALT")
-    rows = np.array([theirs[key] for key in keyed(ours, "chromosome", "base_pair_location",
-                                                  "other_allele", "effect_allele")])
-    sign = np.where(glm["A1"][rows] == glm["ALT"][rows], 1.0, -1.0)
-    beta = np.array([np.nan if v == "NA" else float(v) for v in ours["beta"]])
-    ok = glm["ERRCODE"][rows] == "."
-    assert ok.sum() > 3000
-    assert printed_mismatches(beta[ok] * sign[ok], glm["BETA"][rows][ok]).size == 0
-    for ours_column, theirs_column in (("standard_error", "SE"), ("p_value", "P")):
-        values = np.array([np.nan if v == "NA" else float(v) for v in ours[ours_column]])
-        printed = glm[theirs_column][rows][ok]
-        bad = printed_mismatches(values[ok], printed)
-        assert bad.size == 0, (ours_column, values[ok][bad[:5]], printed[bad[:5]])
-    assert np.array_equal(ours["n"].astype(int), glm["OBS_CT"][rows].astype(int))
+    assert_equals_glm(tmp_path / "ldl" / "gwas-LOINC_2089-1.tsv",
+                      tmp_path / "plink.LDL.glm.linear")
     files = set(job["files"])
     assert {"gwas-LOINC_2089-1.tsv", "gwas-LOINC_2089-1.tsv-meta.yaml",
             "gwas-LOINC_2089-1-manhattan.png", "gwas-LOINC_2089-1-qq.png"} <= files
