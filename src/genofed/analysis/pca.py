@@ -43,7 +43,7 @@ def allele_count_statistics(dosages: data.Dosages) -> dict[str, np.ndarray]:
     with a call) of the node's individuals: summed, the frequencies plink2 standardises with."""
     called = ~da.isnan(dosages.dosage)
     alt, total = compute(da.where(called, dosages.dosage, 0.0).sum(axis=1),
-                            2.0 * called.sum(axis=1))
+                         2.0 * called.sum(axis=1))
     return {"alt_count": np.asarray(alt, dtype=np.float64),
             "allele_count": np.asarray(total, dtype=np.float64)}
 
