@@ -52,26 +52,13 @@ class FaultyNode:
         if scope["type"] != "http" or scope["path"] != ENDPOINT:
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await _read_body(receive)
         request = RoundRequest.from_bytes(body)
         misbehave = False
         if request.kind is RoundKind.STATISTICS:
             self.fault.seen += 1
             misbehave = self.fault.seen >= self.fault.from_round
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return {"type": "http.disconnect"}
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        replay = _replaying(body)
 
         if not misbehave:
             await self.app(scope, replay, send)
@@ -94,6 +81,30 @@ class FaultyNode:
             reply.arrays["masked"] = masked
         await _respond(send, status, signature + reply.to_bytes(), [
             (k, v) for k, v in headers if k.lower() != b"content-length"])
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body (the round's message is read before the node sees it)."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes) -> Receive:
+    """A `receive` that hands the node the body already read, once."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return {"type": "http.disconnect"}
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 async def _capture(app: App, scope: Scope, receive: Receive) -> tuple[int, list[Any], bytes]:
@@ -142,25 +153,12 @@ class RecordingNode:
         if scope["type"] != "http" or scope["path"] != ENDPOINT:
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await _read_body(receive)
         request = RoundRequest.from_bytes(body)
         if request.kind is RoundKind.FINISH:
             shutil.copytree(self.state_dir / "jobs" / request.job, self.keep / request.job,
                             dirs_exist_ok=True)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return {"type": "http.disconnect"}
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        replay = _replaying(body)
 
         status, headers, answer = await _capture(self.app, scope, replay)
         self.exchanges.append(Exchange(request, answer))
