@@ -20,7 +20,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from genofed.access.identity.issuer import LocalIssuer
-from genofed.config.node import init_node
+from genofed.config.node import init_node, load_config, save_config
 from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
 from genofed.sim import simulate_cohort
@@ -149,6 +149,12 @@ def beacon_node(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -
     root = tmp_path_factory.mktemp("beacon")
     node_dir = root / "node"
     init_node(node_dir, node_id="test-node", country="FI")
+    # These tests hold the query engine to bcftools' truth, over one node that every module
+    # queries: exposure accounting would make each answer depend on what other tests asked
+    # first. It is on by default and tested on nodes of its own (test_exposure.py).
+    config = load_config(node_dir)
+    config.disclosure.exposure_budget = 0
+    save_config(node_dir, config)
     trust_issuer(node_dir, issuer)
     cohorts = {}
     for dataset_id, (tier, samples, seed, length) in DATASETS.items():

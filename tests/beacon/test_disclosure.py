@@ -1,5 +1,6 @@
 """Disclosure control: small counts are never revealed below the floor, rare alleles take part in
-no boolean/count match, and the per-caller query budget answers 429 with the error envelope."""
+no boolean match and reach registered callers as imprecise counts, and the per-caller query
+budget answers 429 with the error envelope."""
 
 from __future__ import annotations
 
@@ -51,27 +52,55 @@ def test_small_counts_never_revealed(client: TestClient) -> None:
                 assert not 0 < result_set["resultsCount"] < FLOOR, (first, second, result_set)
 
 
-def test_rare_alleles_hidden_below_record(client: TestClient, visa_client: TestClient) -> None:
+def test_rare_alleles_hidden_from_boolean_answers(client: TestClient,
+                                                  visa_client: TestClient) -> None:
     store = client.app.state.beacon.service.store  # type: ignore[attr-defined]
     sites = store.dataset("ds-controlled").sites.to_pylist()
     rare = [s for s in sites if 0 < s["ac"] < FLOOR][:5]
     assert rare
     for site in rare:
         variant = f"GRCh38:20:{site['pos']}:{site['ref']}:{site['alt']}"
-        for granularity in ("boolean", "count"):
-            for path in (f"/beacon/g_variants/{variant}",
-                         f"/beacon/g_variants/{variant}/individuals"):
-                document = client.get(path, params={"requestedGranularity": granularity,
-                                                    "includeResultsetResponses": "ALL",
-                                                    "datasets": "ds-controlled"}).json()
-                (result_set,) = document["response"]["resultSets"]
-                assert result_set["exists"] is False, (path, granularity)
-                assert result_set["resultsCount"] == 0
+        for path in (f"/beacon/g_variants/{variant}",
+                     f"/beacon/g_variants/{variant}/individuals"):
+            document = client.get(path, params={"requestedGranularity": "boolean",
+                                                "includeResultsetResponses": "ALL",
+                                                "datasets": "ds-controlled"}).json()
+            (result_set,) = document["response"]["resultSets"]
+            assert result_set["exists"] is False, path
+            assert result_set["resultsCount"] == 0
         # a visa holder at record level sees the variant and its carriers exactly
         document = visa_client.get(f"/beacon/g_variants/{variant}/individuals", params={
             "requestedGranularity": "record", "datasets": "ds-controlled"}).json()
         (result_set,) = document["response"]["resultSets"]
         assert result_set["exists"] is True and 1 <= result_set["resultsCount"] < FLOOR
+
+
+def test_registered_callers_find_rare_alleles_as_imprecise_counts(
+        client: TestClient, schemas: Any) -> None:
+    """A rare allele is no longer nothing to a registered caller: it exists, its carriers are
+    "between 1 and floor - 1", and the answer hands over to the dataset's access application."""
+    store = client.app.state.beacon.service.store  # type: ignore[attr-defined]
+    sites = store.dataset("ds-controlled").sites.to_pylist()
+    # Carried by a few (a sole carrier's allele costs more evidence than one budget holds).
+    rare = [s for s in sites if 3 <= s["ac"] < FLOOR][:3]
+    assert rare
+    for site in rare:
+        variant = f"GRCh38:20:{site['pos']}:{site['ref']}:{site['alt']}"
+        params = {"requestedGranularity": "count", "datasets": "ds-controlled"}
+        variants = client.get(f"/beacon/g_variants/{variant}", params=params).json()
+        schemas.check(R + "beaconResultsetsResponse.json", variants)
+        (result_set,) = variants["response"]["resultSets"]
+        assert result_set["exists"] is True and result_set["resultsCount"] == 1
+        assert "fewer than 5 individuals" in result_set["info"]["rareAlleles"]
+        (handover,) = variants["beaconHandovers"]
+        assert handover["url"].endswith("/catalogue/datasets/ds-controlled")
+        assert "/access/applications" in handover["note"]
+        people = client.get(f"/beacon/g_variants/{variant}/individuals", params=params).json()
+        schemas.check(R + "beaconResultsetsResponse.json", people)
+        (result_set,) = people["response"]["resultSets"]
+        assert (result_set["resultsCount"], result_set["countPrecision"],
+                result_set["countAdjustedTo"]) == (FLOOR, "imprecise", [FLOOR])
+        assert people["beaconHandovers"][0]["url"] == handover["url"]
 
 
 def test_query_budget_gives_429(beacon_node: Any, schemas: Any, researcher_token: str) -> None:

@@ -102,10 +102,11 @@ def test_variant_query_kinds(client: TestClient) -> None:
     assert count({**sequence, "variantType": "SNP"}) == 1
     assert count({**sequence, "variantType": "DEL"}) == 0
     # range: overlap of [start, end) in 0-based coordinates
-    in_range = [s for s in sites if s["ac"] >= 5 and s["end"] > 100_000 and s["pos"] <= 150_000]
+    # registered callers' counts include rare alleles (flagged as such)
+    in_range = [s for s in sites if s["ac"] >= 1 and s["end"] > 100_000 and s["pos"] <= 150_000]
     assert count({"referenceName": "20", "start": 100_000, "end": 150_000}) == len(in_range) > 5
     # bracket: start within [a, b] and end within [c, d]
-    bracket = [s for s in sites if s["ac"] >= 5 and 100_000 <= s["pos"] - 1 <= 120_000
+    bracket = [s for s in sites if s["ac"] >= 1 and 100_000 <= s["pos"] - 1 <= 120_000
                and 100_000 <= s["end"] <= 120_001]
     assert count({"referenceName": "20", "start": "100000,120000",
                   "end": "100000,120001"}) == len(bracket)

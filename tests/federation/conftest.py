@@ -40,7 +40,14 @@ from genofed.server.hub import create_hub_app
 from genofed.server.loopback import LoopbackServer
 from genofed.sim import simulate_cohort
 from tests.beacon.conftest import SchemaValidator
-from tests.support import bearer, refused_port, require_tool, served, trust_issuer
+from tests.support import (
+    bearer,
+    refused_port,
+    require_tool,
+    served,
+    set_exposure_budget,
+    trust_issuer,
+)
 
 FLOOR = 5
 #: node id -> (country, samples taken from the pooled cohort, dataset id, access tier)
@@ -131,6 +138,10 @@ def federation(tmp_path_factory: pytest.TempPathFactory,
         start += count
         node_dir = root / node_id
         init_node(node_dir, node_id=node_id, country=country)
+        # Merged answers are held to each node's truth here, on nodes every test queries:
+        # exposure accounting would make answers depend on test order. It is switched on
+        # (node.toml is read live) where the network's spending is tested.
+        set_exposure_budget(node_dir, 0)
         trust_issuer(node_dir, issuer)
         vcf, packets, metadata = _split(pooled, root, names, node_id, dataset, tier)
         ingest_dataset(node_dir, dataset, vcf, phenopackets=packets, metadata=metadata)

@@ -1,4 +1,5 @@
-"""Governance tables: applications and their event log, issued visas, and the audit chain.
+"""Governance tables: applications and their event log, issued visas, the audit chain, and the
+exposure ledger (membership evidence spent per individual, and the answers it was spent on).
 
 Nothing here is rewritten in place except through a compare-and-set (an application's `state`,
 a visa's `revoked_at`, the audit chain head); history lives in `application_events` and
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -184,3 +186,25 @@ class AuditHead(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
     seal: Mapped[str] = mapped_column(String(64))
+
+
+class ExposureSpent(Base):
+    """Membership evidence (nats) that answers below record level have revealed about one
+    individual, over all callers and all time (see :mod:`genofed.access.exposure`). Only ever
+    increased."""
+
+    __tablename__ = "exposure_spent"
+
+    #: The individual's id in the node store (a study pseudonym, never a name).
+    individual: Mapped[str] = mapped_column(String(255), primary_key=True)
+    spent: Mapped[float] = mapped_column(Float)
+
+
+class ReleasedAnswer(Base):
+    """A count released below record level, by what was asked (a hash of dataset version, kind,
+    alleles and selection): asked again, the same answer is given and nothing is spent."""
+
+    __tablename__ = "released_answers"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -15,9 +15,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from genofed.access.exposure import FREE_EVIDENCE, ExposureLedger
+from genofed.access.policy import Action
 from genofed.beacon import entities
 from genofed.beacon.access import Requester, granted_granularity
 from genofed.beacon.disclosure import DisclosedCount, disclose
+from genofed.beacon.exposure import (
+    banded,
+    people_count,
+    reaches,
+    release_people,
+    release_variants,
+)
 from genofed.beacon.filters import FilterPlan, individuals_mask, plan_filters
 from genofed.beacon.request import BeaconQuery, Granularity
 from genofed.beacon.responses import collections_response, response_meta
@@ -31,6 +40,7 @@ from genofed.beacon.variants import (
     parse_variant_query,
 )
 from genofed.config.live import LiveConfig
+from genofed.config.node import DisclosureSettings
 from genofed.errors import (
     BeaconForbiddenError,
     BeaconNotFoundError,
@@ -38,7 +48,7 @@ from genofed.errors import (
     UnsupportedQueryError,
 )
 from genofed.store.dataset import Dataset
-from genofed.store.metadata import AccessTier
+from genofed.store.metadata import AccessTier, AlleleFrequencyRelease
 from genofed.store.node import NodeStore
 
 ENTITY = {"g_variants": "genomicVariation", "individuals": "individual",
@@ -64,6 +74,9 @@ class _DatasetAnswer:
     #: below record level every variant counted is carried at least `floor` times.
     counts_people: bool = True
     notes: list[str] = field(default_factory=list)
+    #: alleles carried by fewer than `floor` individuals, shown to a registered caller as
+    #: imprecise (they get a handover to the dataset's access application)
+    rare: int = 0
 
 
 #: Individuals that a query without variant conditions scans in well under a millisecond.
@@ -72,17 +85,32 @@ _VARIANT_PARAMETERS = KNOWN_PARAMETERS - {"datasets", "datasetIds"}
 
 
 class BeaconService:
-    def __init__(self, store: NodeStore, live: LiveConfig | None = None) -> None:
-        """`live`: node.toml as it is now (disclosure settings apply without a restart)."""
+    def __init__(self, store: NodeStore, live: LiveConfig | None = None,
+                 exposure: ExposureLedger | None = None) -> None:
+        """`live`: node.toml as it is now (disclosure settings apply without a restart);
+        `exposure`: the node's ledger of membership evidence per individual (None: answers
+        are not accounted, as in tools that read a store directly)."""
         self.store = store
         self.live = live
+        self.exposure = exposure
         self.node_id = store.config.node_id
 
     @property
     def floor(self) -> int:
         """Counts below this are never revealed as such (`disclosure.count_floor`)."""
+        return self._disclosure.count_floor
+
+    @property
+    def _disclosure(self) -> DisclosureSettings:
         config = self.live.current() if self.live is not None else self.store.config
-        return config.disclosure.count_floor
+        return config.disclosure
+
+    @property
+    def budget(self) -> float:
+        """Membership evidence each individual may reveal below record level (0: off)."""
+        if self.exposure is None:
+            return 0.0
+        return self._disclosure.exposure_budget
 
     # -- helpers ------------------------------------------------------------------------------
     def datasets(self, dataset_id: str | None = None,
@@ -146,6 +174,10 @@ class BeaconService:
         named = scope.dataset_id is not None or bool(query.requested_datasets())
         answers = []
         for dataset in datasets:
+            if entry == "g_variants" and _publishes_frequencies(dataset, plan, scope):
+                answers.append(self._published(dataset, query, variants, requester, scope,
+                                               base_url))
+                continue
             # Records of a controlled dataset the caller named: all or nothing (403).
             strict = named and query.granularity is Granularity.RECORD and \
                 dataset.metadata.access_tier is AccessTier.CONTROLLED
@@ -167,7 +199,7 @@ class BeaconService:
             if granted.refusal:
                 answer.notes.append(granted.refusal)
             answers.append(answer)
-        return self._resultsets(entity, query, answers, warnings)
+        return self._resultsets(entity, query, answers, warnings, base_url)
 
     def _individuals(self, dataset: Dataset, granted: Granularity, variants: VariantQuery,
                      plan: FilterPlan, scope: Scope, entry: str) -> _DatasetAnswer:
@@ -176,19 +208,50 @@ class BeaconService:
         if scope.individual_id is not None:
             mask &= np.asarray(table.column("sample_id").to_pylist(), dtype=object) == \
                 scope.individual_id
+        accounted: int | None = None
+        rare = 0
         if variants.active and mask.any():
             rows = match_sites(dataset, variants)
-            if granted is not Granularity.RECORD:
+            if granted is Granularity.BOOLEAN:
+                # Public answers: rare alleles take part in no match. Registered callers see
+                # them, as an imprecise count (and accounted like any other count).
                 rows = rows.filter(pc.greater_equal(rows.column("ac"), self.floor))
-            mask &= carriers(dataset, rows)
+            carrying = carriers(dataset, rows)
+            if granted is not Granularity.RECORD and self.exposure is not None \
+                    and self.budget > 0:
+                released = release_people(self.exposure, dataset, rows, mask, carrying,
+                                          people_count(self.floor, granted), f"/{entry}")
+                accounted = released.count
+            mask &= carrying
         selected = np.flatnonzero(mask)
+        total = len(selected) if accounted is None else accounted
+        if granted is Granularity.COUNT and 0 < total < self.floor and variants.active:
+            rare = 1
         shape = entities.individual if entry == "individuals" else entities.biosample
 
         def page(offset: int, limit: int) -> list[dict[str, Any]]:
             rows = table.take(pa.array(selected[offset:offset + limit])).to_pylist()
             return [shape(r, dataset) for r in rows]
 
-        return _DatasetAnswer(dataset, granted, len(selected), page)
+        return _DatasetAnswer(dataset, granted, total, page, rare=rare)
+
+    def _published(self, dataset: Dataset, query: BeaconQuery, variants: VariantQuery,
+                   requester: Requester, scope: Scope, base_url: str) -> _DatasetAnswer:
+        """g_variants of a dataset that publishes its allele frequencies: every allele it
+        carries, at the granularity asked for, records with AC/AN/AF and genotype counts per
+        population and sex; not accounted (what is published is no secret)."""
+        requester.policy.decide(requester.principal, dataset.metadata,
+                                Action.BEACON_FREQUENCIES, detail="/g_variants")
+        rows = match_sites(dataset, variants)
+
+        def page(offset: int, limit: int) -> list[dict[str, Any]]:
+            return entities.genomic_variations(rows.slice(offset, limit), dataset, base_url,
+                                               with_genotype_counts=True)
+
+        note = ("allele frequencies published by the node operator: AC, AN, AF and "
+                "homozygous/heterozygous/hemizygous counts by population and sex, to anyone")
+        return _DatasetAnswer(dataset, query.granularity, rows.num_rows, page,
+                              counts_people=False, notes=[note])
 
     def _variants(self, dataset: Dataset, granted: Granularity, variants: VariantQuery,
                   plan: FilterPlan, scope: Scope, base_url: str) -> _DatasetAnswer:
@@ -204,18 +267,29 @@ class BeaconService:
             support = carried_by(dataset, rows, selection)
         else:
             support = rows.column("ac").to_numpy()
-        keep = support >= (1 if granted is Granularity.RECORD else self.floor)
+        # Public (boolean) answers show alleles carried at least `floor` times; registered
+        # callers (counts) also rare ones, flagged as carried by fewer than `floor`.
+        threshold = self.floor if granted is Granularity.BOOLEAN else 1
+        if granted is not Granularity.RECORD and self.exposure is not None and self.budget > 0:
+            tell = reaches(self.floor) if granted is Granularity.BOOLEAN else banded(self.floor)
+            support = release_variants(self.exposure, dataset, rows, selection, support, tell,
+                                       f"/g_variants/{granted.value}")
+        keep = support >= threshold
+        rare = 0 if granted is not Granularity.COUNT else int(
+            np.count_nonzero(keep & (support < self.floor)))
         if not keep.all():
             rows = rows.filter(pa.array(keep))
 
         def page(offset: int, limit: int) -> list[dict[str, Any]]:
             return entities.genomic_variations(rows.slice(offset, limit), dataset, base_url)
 
-        return _DatasetAnswer(dataset, granted, rows.num_rows, page, counts_people=False)
+        return _DatasetAnswer(dataset, granted, rows.num_rows, page, counts_people=False,
+                              rare=rare)
 
     def _resultsets(self, entity: str, query: BeaconQuery, answers: list[_DatasetAnswer],
-                    warnings: list[str]) -> dict[str, Any]:
+                    warnings: list[str], base_url: str) -> dict[str, Any]:
         sets = []
+        handovers = []
         any_exists = False
         total = 0
         adjusted = False
@@ -243,6 +317,11 @@ class BeaconService:
                 total += answer.total
             if answer.notes:
                 info["notes"] = answer.notes
+            if answer.rare:
+                info["rareAlleles"] = (f"{answer.rare} matched allele(s) carried by fewer than "
+                                       f"{self.floor} individuals (between 1 and "
+                                       f"{self.floor - 1}); apply for access to see them")
+                handovers.append(access_handover(answer.dataset.id, base_url))
             result["info"] = info
             any_exists |= exists
             wanted = (query.include == "ALL" or (query.include == "HIT" and exists)
@@ -256,13 +335,7 @@ class BeaconService:
             summary["numTotalResults"] = total
             summary["countPrecision"] = "imprecise" if adjusted else "exact"
         response_info: dict[str, Any] = {
-            "disclosure": {
-                "countFloor": self.floor,
-                "policy": "counts between 1 and countFloor-1 are reported as countFloor with "
-                          "countPrecision 'imprecise'; below record granularity, alleles carried "
-                          "fewer than countFloor times (in the selected individuals) take part in "
-                          "no match",
-            },
+            "disclosure": disclosure_policy(self.floor, self.budget),
             "pagination": "skip counts pages of `limit` records (offset = skip * limit)",
         }
         if warnings:
@@ -272,7 +345,7 @@ class BeaconService:
             "responseSummary": summary,
             "response": {"resultSets": sets},
             "info": response_info,
-            "beaconHandovers": [],
+            "beaconHandovers": handovers,
         }
 
     # -- collections --------------------------------------------------------------------------
@@ -289,3 +362,48 @@ class BeaconService:
                                 for f in query.filters]
         page = records[query.offset:query.offset + query.page_size]
         return collections_response(self.node_id, entity, query, page, len(records), info)
+
+
+def _publishes_frequencies(dataset: Dataset, plan: FilterPlan, scope: Scope) -> bool:
+    """Whether a g_variants answer is the dataset's published allele frequencies (filters on
+    individuals select subgroups, whose frequencies are not published)."""
+    return (dataset.metadata.allele_frequencies is AlleleFrequencyRelease.PUBLIC
+            and not plan.active and scope.individual_id is None)
+
+
+def disclosure_policy(floor: int, budget: float) -> dict[str, Any]:
+    """What every answer below record level was subject to (`info.disclosure`)."""
+    policy = {
+        "countFloor": floor,
+        "policy": f"counts of people between 1 and {floor - 1} are reported as {floor} with "
+                  f"countPrecision 'imprecise' and countAdjustedTo [{floor}]; in boolean "
+                  f"answers, alleles carried fewer than {floor} times (in the selected "
+                  f"individuals) take part in no match; registered callers see such rare "
+                  f"alleles, flagged as carried by fewer than {floor} individuals, with a "
+                  f"handover to the dataset's access application",
+    }
+    if budget > 0:
+        policy["exposureBudget"] = {
+            "nats": budget,
+            "policy": "membership evidence revealed about each individual is accounted over "
+                      "all callers and all time; each answer below record level spends its "
+                      "evidence from every carrier it depends on, and an individual whose "
+                      "budget cannot pay is left out of the count; an answer is remembered "
+                      "and repeated unchanged, at no cost, when asked again; answers whose "
+                      f"evidence is below {FREE_EVIDENCE:g} nats are not accounted",
+        }
+    else:
+        policy["exposureBudget"] = {"nats": 0, "policy": "off: the count floor alone applies"}
+    return policy
+
+
+def access_handover(dataset_id: str, base_url: str) -> dict[str, Any]:
+    """Where a researcher who found rare alleles goes next: the dataset's catalogue record (how
+    to get access) and the application endpoint."""
+    root = base_url.removesuffix("/beacon")
+    return {"handoverType": {"id": "CUSTOM:access-application",
+                             "label": "apply for access to the dataset"},
+            "url": f"{root}/catalogue/datasets/{dataset_id}",
+            "note": f"dataset {dataset_id} has rare alleles matching this query; apply to its "
+                    f"committee for record-level access: POST {root}/access/applications "
+                    f'with {{"datasets": ["{dataset_id}"], ...}}'}

@@ -42,6 +42,10 @@ class DisclosureSettings(BaseModel):
     #: Queries per caller (token or IP) per window before 429.
     query_budget: int = Field(default=10_000, ge=1)
     budget_window_seconds: int = Field(default=3600, ge=1)
+    #: Membership evidence (in nats) that answers below record level may reveal about any one
+    #: individual, over all callers and all time; 0 turns exposure accounting off (the floor
+    #: alone). See :mod:`genofed.access.exposure`.
+    exposure_budget: float = Field(default=0.5, ge=0)
 
 
 class AnalysisSettings(BaseModel):

@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from genofed import __version__
+from genofed.access.exposure import ExposureLedger
 from genofed.access.governance import Governance
 from genofed.access.http import AccessContext, Authenticator
 from genofed.access.identity.live import NodeAuthenticator
@@ -58,12 +59,14 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
                   lifespan=lifespan,
                   description="GA4GH Beacon v2 (under /beacon) over a genofed node store.",
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
-    app.state.beacon = BeaconState(
-        service=BeaconService(store, live),
-        budget=budget or QueryBudget(disclosure.query_budget, disclosure.budget_window_seconds),
-    )
     app.state.config = live
     app.state.governance = governance = Governance.open(node_dir, config=store.config, live=live)
+    exposure = ExposureLedger(governance.db,
+                              lambda: live.current().disclosure.exposure_budget)
+    app.state.beacon = BeaconState(
+        service=BeaconService(store, live, exposure),
+        budget=budget or QueryBudget(disclosure.query_budget, disclosure.budget_window_seconds),
+    )
     app.state.access = AccessContext(
         authenticator=authenticator or NodeAuthenticator(node_dir, live),
         policy=governance.policy)
@@ -77,7 +80,7 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
     app.include_router(catalogue_router(store))
     app.include_router(htsget_router, prefix="/htsget")
     app.state.analysis = AnalysisNode(store, live, governance.policy,
-                                      app.state.access.authenticator)
+                                      app.state.access.authenticator, exposure)
     app.include_router(federation_router, prefix=FEDERATION_PREFIX)
     app.include_router(analysis_node_router)
     install_peer_verification(app, node_dir, live, required_prefixes=(FEDERATION_PREFIX + "/",),

@@ -1,0 +1,118 @@
+"""Beacon answers below record level as counts for the exposure ledger
+(:mod:`genofed.access.exposure`).
+
+g_variants: each matched allele is one fact, its allele count (no filters: carriers add their
+dosage, over 2n alleles) or its count of carriers among the selected individuals (filters: over
+n individuals). A boolean answer discloses whether that count reaches the floor; a count answer
+(registered callers) whether it is 0, between 1 and floor - 1 (a rare allele: imprecise), or at
+least the floor. individuals / biosamples with variant conditions: one fact, the number of
+selected individuals who carry any matched allele.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from genofed.access.exposure import CountFact, ExposureLedger, Outcome, Released, free
+from genofed.beacon.request import Granularity
+from genofed.store.dataset import Dataset
+
+_STEP = 20_000  # variants per genotype block read
+
+
+def reaches(threshold: int) -> Callable[[int], Outcome]:
+    """What a boolean answer discloses: the count reaches `threshold`, or not."""
+    def disclose(count: int) -> Outcome:
+        return Outcome(threshold) if count >= threshold else Outcome(0, threshold - 1)
+    return disclose
+
+
+def banded(floor: int) -> Callable[[int], Outcome]:
+    """What a registered caller's variant count discloses per allele: absent, rare (between 1
+    and floor - 1) or at least the floor."""
+    def disclose(count: int) -> Outcome:
+        if count == 0:
+            return Outcome(0, 0)
+        return Outcome(1, floor - 1) if count < floor else Outcome(floor)
+    return disclose
+
+
+def people_count(floor: int, granularity: Granularity) -> Callable[[int], Outcome]:
+    """What a count of people discloses: exact at or above the floor, else "between 1 and floor
+    - 1" (count granularity) — or, at boolean granularity, only whether anyone matches."""
+    def disclose(count: int) -> Outcome:
+        if count == 0:
+            return Outcome(0, 0)
+        if granularity is Granularity.BOOLEAN:
+            return Outcome(1)
+        return Outcome(count, count) if count >= floor else Outcome(1, floor - 1)
+    return disclose
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+
+
+def _selection_digest(selection: np.ndarray | None) -> str:
+    if selection is None:
+        return "all"
+    return hashlib.sha256(np.packbits(selection).tobytes()).hexdigest()[:32]
+
+
+def release_variants(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
+                     selection: np.ndarray | None, support: np.ndarray,
+                     disclose: Callable[[int], Outcome], label: str) -> np.ndarray:
+    """Per matched allele (row of `rows`), the count the answer may use: `support` (allele
+    counts, or carriers among `selection`) recomputed without the carriers whose budget cannot
+    pay. Genotypes are read only for alleles whose answer is informative."""
+    shown = support.astype(np.int64).copy()
+    if ledger.budget <= 0 or rows.num_rows == 0:
+        return shown
+    individuals = int(selection.sum()) if selection is not None else dataset.manifest.n_samples
+    by_carriers = selection is not None
+    trials, per = (individuals, 1) if by_carriers else (2 * individuals, 2)
+    informative = np.flatnonzero(~free(disclose, support, trials, per))
+    if len(informative) == 0:
+        return shown
+    variant_index = rows.column("variant_index").to_numpy()
+    allele_index = rows.column("allele_index").to_numpy()
+    samples = np.asarray(dataset.samples, dtype=object)
+    digest = _selection_digest(selection)
+    facts = []
+    for lo in range(0, len(informative), _STEP):
+        chunk = informative[lo:lo + _STEP]
+        block = dataset.genotype_block(variant_index[chunk])
+        for j, row in enumerate(chunk):
+            dosage = (block.calls[j] == allele_index[row]).sum(axis=1)
+            if selection is not None:
+                dosage = np.where(selection, np.minimum(dosage, 1), 0)
+            carriers = np.flatnonzero(dosage)
+            facts.append(CountFact(
+                key=_key(dataset.id, dataset.version, label, variant_index[row],
+                         allele_index[row], digest),
+                individuals=[str(s) for s in samples[carriers]],
+                units=dosage[carriers].astype(np.int64), trials=trials, per_individual=per,
+                disclose=disclose))
+    for row, answer in zip(informative, ledger.release(facts), strict=True):
+        shown[row] = answer.count
+    return shown
+
+
+def release_people(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
+                   selection: np.ndarray, carrying: np.ndarray,
+                   disclose: Callable[[int], Outcome], label: str) -> Released:
+    """The number of selected individuals carrying any allele of `rows` (`carrying`: per
+    individual), without the carriers whose budget cannot pay."""
+    chosen = np.flatnonzero(selection & carrying)
+    samples = np.asarray(dataset.samples, dtype=object)
+    alleles = sorted(zip(rows.column("variant_index").to_pylist(),
+                         rows.column("allele_index").to_pylist(), strict=True))
+    fact = CountFact(
+        key=_key(dataset.id, dataset.version, label, alleles, _selection_digest(selection)),
+        individuals=[str(s) for s in samples[chosen]], units=np.ones(len(chosen), np.int64),
+        trials=int(selection.sum()), per_individual=1, disclose=disclose)
+    return ledger.release([fact])[0]
