@@ -36,6 +36,7 @@ import yaml
 from genofed.access.audit import AuditEntry
 from genofed.access.audit_query import parse_query, select_entries
 from genofed.access.db import GovernanceDB
+from genofed.access.exposure import ExposureLedger
 from genofed.access.pseudonyms import pseudonym
 from genofed.analysis import plan_types
 from genofed.config.node import NodePaths, load_config, save_config
@@ -338,6 +339,25 @@ def test_only_variants_reaching_the_largest_minor_allele_count_are_released(
     document = meta(tmp_path, "freq-meta.yaml")
     assert document["min_mac"] == 60
     assert document["variants_released"] == len(raised)
+
+
+def test_released_results_spend_each_individuals_exposure_budget(
+        analysis_network: AnalysisNetwork, freq_job: Finished) -> None:
+    """A published result exposes the people in it: each node charges its individuals for the
+    released variants they carry, from the budgets its Beacon answers spend too, once per job
+    (a repeated reveal charges nothing)."""
+    for share in analysis_network.cohort.shares:
+        db = GovernanceDB.for_node(share.node)
+        try:
+            budget = load_config(share.node).disclosure.exposure_budget
+            ledger = ExposureLedger(db, lambda: budget)  # noqa: B023 (used in this iteration)
+            spent = ledger.spent(share.samples)
+            assert set(spent) == set(share.samples), share.node_id
+            assert all(value > 0 for value in spent.values())
+            assert not ledger.spend_once(f"analysis|{freq_job.job['id']}", {"x": 1.0})
+            assert ledger.spent(share.samples) == spent
+        finally:
+            db.close()
 
 
 def test_two_jobs_one_person_apart_cannot_reveal_that_person(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from genofed.access.audit import AuditLog
 from genofed.access.policy import Action, Decision
 from genofed.access.principal import Grant, Principal
-from genofed.store.metadata import AccessTier, DatasetMetadata
+from genofed.store.metadata import AccessTier, AlleleFrequencyRelease, DatasetMetadata
 
 ANONYMOUS = "anonymous"
 
@@ -23,6 +23,7 @@ _LEVEL = {
     Action.BEACON_BOOLEAN: 0,
     Action.BEACON_COUNT: 1,
     Action.BEACON_RECORD: 2,
+    Action.BEACON_FREQUENCIES: 0,
     Action.HTSGET_TICKET: 2,
     Action.HTSGET_DATA: 2,
     Action.ANALYSIS: 2,
@@ -71,6 +72,10 @@ class GovernancePolicy:
     def _judge(self, principal: Principal | None, dataset: DatasetMetadata,
                action: Action) -> Decision:
         tier = dataset.access_tier
+        if action is Action.BEACON_FREQUENCIES:
+            if dataset.allele_frequencies is AlleleFrequencyRelease.PUBLIC:
+                return Decision(True, "the dataset publishes its allele frequencies to anyone")
+            return Decision(False, "the dataset does not publish its allele frequencies")
         level = _LEVEL[action]
         if level > _CEILING[tier]:
             most = {0: "boolean answers", 1: "counts"}[_CEILING[tier]]

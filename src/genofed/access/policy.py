@@ -27,6 +27,8 @@ class Action(StrEnum):
     BEACON_BOOLEAN = "beacon.boolean"
     BEACON_COUNT = "beacon.count"
     BEACON_RECORD = "beacon.record"
+    #: variants with their allele frequencies, where the dataset publishes them
+    BEACON_FREQUENCIES = "beacon.frequencies"
     HTSGET_TICKET = "htsget.ticket"
     HTSGET_DATA = "htsget.data"
     ANALYSIS = "analysis"

@@ -25,10 +25,12 @@ import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
+from genofed.access.exposure import ExposureLedger
 from genofed.access.http import Authenticator
 from genofed.access.policy import AccessPolicy, Action
 from genofed.access.principal import Grant, Principal
 from genofed.analysis import disclosure, fixed_point, harmonise, secure, steps
+from genofed.analysis.exposure import spend_for_release
 from genofed.analysis.protocol import RoundKind, RoundReply, RoundRequest, sign_reply
 from genofed.analysis.spec import JobSpec
 from genofed.analysis.state import JobStateError, NodeAnalysisState
@@ -72,8 +74,11 @@ class AnalysisNode:
     is on disk)."""
 
     def __init__(self, store: NodeStore, live: LiveConfig, policy: AccessPolicy,
-                 authenticator: Authenticator) -> None:
+                 authenticator: Authenticator, exposure: ExposureLedger | None = None) -> None:
+        """`exposure`: the node's ledger, charged for what released results reveal about each
+        individual (:mod:`genofed.analysis.exposure`)."""
         self.store = store
+        self.exposure = exposure
         self.live = live
         self.policy = policy
         self.authenticator = authenticator
@@ -343,5 +348,9 @@ class AnalysisNode:
             raise Refused(f"variants are released only with a pooled minor allele count of at "
                           f"least {threshold}")
         keys = steps.reveal(self.state, request.job, datasets, tokens)
+        if self.exposure is not None:
+            with steps.compute_on(settings):
+                spend_for_release(self.exposure, self.state, request.job, spec, datasets,
+                                  tokens, mac)
         return RoundReply(self.node_id, "ok", arrays=keys)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from genofed.beacon.variants import beacon_variant_type, variant_classes, variant_id
@@ -132,9 +133,47 @@ def _population_label(group: str) -> str:
     return group[4:] if group.startswith("pop_") else group
 
 
-def frequencies(row: dict[str, Any], dataset: Dataset, base_url: str) -> list[dict[str, Any]]:
+def group_members(dataset: Dataset) -> dict[str, np.ndarray]:
+    """Per allele-count group (all, female, male, pop_<label>): which samples belong to it."""
+    table = dataset.individuals
+    sex = np.asarray(table.column("sex").to_pylist(), dtype=object)
+    population = np.asarray(table.column("population").to_pylist(), dtype=object)
+    members = {}
+    for group in dataset.manifest.groups:
+        if group == "all":
+            members[group] = np.ones(len(sex), dtype=bool)
+        elif group.startswith("pop_"):
+            members[group] = population == group[4:]
+        else:
+            members[group] = sex == group
+    return members
+
+
+def genotype_counts(dataset: Dataset, rows: pa.Table) -> list[dict[str, dict[str, int]]]:
+    """Per row: homozygous, heterozygous and hemizygous carriers of its allele in each group
+    (gnomAD's and the GDI allele-frequency Beacon's counts)."""
+    if rows.num_rows == 0:
+        return []
+    block = dataset.genotype_block(rows.column("variant_index").to_numpy())
+    alleles = rows.column("allele_index").to_numpy()
+    members = group_members(dataset)
+    out = []
+    for j, allele in enumerate(alleles):
+        calls = block.calls[j]
+        copies = (calls == allele).sum(axis=1)
+        haploid = calls[:, 1] == -2
+        kinds = {"alleleCountHomozygous": ~haploid & (copies == 2),
+                 "alleleCountHeterozygous": ~haploid & (copies == 1),
+                 "alleleCountHemizygous": haploid & (copies == 1)}
+        out.append({group: {name: int((kind & inside).sum()) for name, kind in kinds.items()}
+                    for group, inside in members.items()})
+    return out
+
+
+def frequencies(row: dict[str, Any], dataset: Dataset, base_url: str,
+                genotypes: dict[str, dict[str, int]] | None = None) -> list[dict[str, Any]]:
     """Allele frequencies of one allele in each allele-count group (all, female, male, each
-    population) as `frequencyInPopulations`."""
+    population) as `frequencyInPopulations` (with genotype counts where given)."""
     items = []
     for group in dataset.manifest.groups:
         suffix = "" if group == "all" else f"_{group}"
@@ -142,7 +181,8 @@ def frequencies(row: dict[str, Any], dataset: Dataset, base_url: str) -> list[di
         if ac is None or not an:
             continue
         items.append({"population": _population_label(group), "alleleFrequency": ac / an,
-                      "alleleCount": int(ac), "alleleNumber": int(an)})
+                      "alleleCount": int(ac), "alleleNumber": int(an),
+                      **(genotypes or {}).get(group, {})})
     if not items:
         return []
     return [{
@@ -153,8 +193,10 @@ def frequencies(row: dict[str, Any], dataset: Dataset, base_url: str) -> list[di
     }]
 
 
-def genomic_variations(rows: pa.Table, dataset: Dataset, base_url: str) -> list[dict[str, Any]]:
-    records = []
+def genomic_variations(rows: pa.Table, dataset: Dataset, base_url: str, *,
+                       with_genotype_counts: bool = False) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    counts = genotype_counts(dataset, rows) if with_genotype_counts else None
     assembly = dataset.metadata.assembly_id
     plain = rows.to_pylist()
     if not plain:
@@ -179,7 +221,7 @@ def genomic_variations(rows: pa.Table, dataset: Dataset, base_url: str) -> list[
         if row.get("id") and row["id"] != ".":
             record["identifiers"] = {"variantAlternativeIds": [
                 {"id": i if ":" in i else f"dbSNP:{i}"} for i in str(row["id"]).split(";")]}
-        freq = frequencies(row, dataset, base_url)
+        freq = frequencies(row, dataset, base_url, counts[len(records)] if counts else None)
         if freq:
             record["frequencyInPopulations"] = freq
         records.append(record)
@@ -205,6 +247,7 @@ def dataset_record(dataset: Dataset) -> dict[str, Any]:
             for d in meta.data_use_conditions.duo_data_use]}
     record["info"] = {
         "accessTier": meta.access_tier.value, "assemblyId": meta.assembly_id,
+        "alleleFrequencies": meta.allele_frequencies.value,
         "population": meta.population, "keywords": meta.keywords,
         "storeVersion": dataset.version, "nIndividuals": dataset.manifest.n_samples,
         "nVariantRecords": dataset.manifest.n_records, "contigs": dataset.contigs,

@@ -23,7 +23,7 @@ from rdflib.namespace import CSVW, DCAT, DCTERMS, FOAF, ODRL2, RDF, RDFS, SKOS, 
 from genofed import __version__
 from genofed.config.node import NodeConfig
 from genofed.store.dataset import Dataset
-from genofed.store.metadata import AccessTier, DuoDataUse
+from genofed.store.metadata import AccessTier, AlleleFrequencyRelease, DuoDataUse
 from genofed.store.node import NodeStore
 
 DCATAP = Namespace("http://data.europa.eu/r5r/")
@@ -209,7 +209,25 @@ class CatalogueRecords:
             self._add_distribution(distribution, service, path, spec, policy)
             g.add((node, DCAT.distribution, distribution))
             g.add((service, DCAT.servesDataset, node))
+        if meta.allele_frequencies is AlleleFrequencyRelease.PUBLIC:
+            self._add_frequency_release(node, dataset)
         return node
+
+    def _add_frequency_release(self, node: URIRef, dataset: Dataset) -> None:
+        """The operator publishes the dataset's allele frequencies to anyone: a distribution
+        of its own, open whatever the dataset's access rights."""
+        g = self.graph
+        distribution = URIRef(f"{node}#allele-frequencies")
+        self._add_distribution(distribution, self.beacon_service,
+                               f"/beacon/datasets/{dataset.id}/g_variants", BEACON_SPEC, None)
+        g.set((distribution, DCTERMS.title, Literal("Allele frequencies, open to anyone",
+                                                    lang="en")))
+        g.add((distribution, DCTERMS.description, Literal(
+            "AC, AN, AF and homozygous, heterozygous and hemizygous counts by population and "
+            "sex, for every variant, through the Beacon to any caller", lang="en")))
+        g.add((distribution, DCTERMS.rights, ACCESS_RIGHTS[AccessTier.PUBLIC]))
+        g.add((node, DCAT.distribution, distribution))
+        g.add((node, DCAT.keyword, Literal("allele frequencies")))
 
     # -- parts -------------------------------------------------------------------------------
     def _add_spatial(self, node: URIRef) -> None:

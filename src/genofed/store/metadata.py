@@ -30,6 +30,14 @@ class AccessTier(StrEnum):
     CONTROLLED = "controlled"  # records, files, analyses: a ControlledAccessGrants visa
 
 
+class AlleleFrequencyRelease(StrEnum):
+    """Whether a dataset publishes its allele frequencies to anyone (a reference resource such
+    as a national cohort, as gnomAD does), chosen explicitly by the operator."""
+
+    WITHHELD = "withheld"  # the default: frequencies follow the access tier
+    PUBLIC = "public"  # AC/AN/AF and genotype counts by population and sex, to anyone
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
@@ -66,6 +74,9 @@ class DatasetMetadata(_Model):
     version: str = "1"
     assembly_id: str = "GRCh38"
     access_tier: AccessTier = AccessTier.CONTROLLED
+    #: `public` publishes allele frequencies to anyone, whatever the tier (membership of the
+    #: dataset is then exposed as frequencies expose it: see benchmarks/privacy.py).
+    allele_frequencies: AlleleFrequencyRelease = AlleleFrequencyRelease.WITHHELD
     data_use_conditions: DataUseConditions = Field(default_factory=DataUseConditions)
     #: Population label for samples that carry none of their own (e.g. a national cohort).
     population: str | None = None
