@@ -21,11 +21,12 @@ MIX = {"CEU": 40, "YRI": 20}
 MIX_SAMPLES = 60
 MIX_LENGTH_MB = 0.1
 #: Digests of single-population cohorts as genofed wrote them before population mixes (commit
-#: 9061f4a), with these simulation libraries; the VCF is digested decompressed and its index
+#: 9061f4a), with these simulation libraries, re-pinned when dataset.json gained the
+#: `alleleFrequencies` choice (its only change); the VCF is digested decompressed and its index
 #: left out, so a zlib build does not matter. Other library versions simulate other data.
 PINNED_VERSIONS = {"msprime": "1.4.4", "stdpopsim": "0.3.0", "tskit": "1.0.3"}
-PINNED_CEU = "b93507d85ac7bbacc43b0b9364b8449f5e0fea49b825a3af6417de4d2feab9ef"
-PINNED_YRI = "f8bd0ae699c4666d565b2c7773753dfda028d261a4740a3663885ea611e7f326"
+PINNED_CEU = "a516f30f368ae23c71bfd7392ba1e81979f2292b9db424ede98e17e4ac02a31e"
+PINNED_YRI = "b6604c534b2f4d456c95530bbef4e69a9f71e2179e28ade34047daf83995c3df"
 
 
 @pytest.fixture(scope="module")
