@@ -160,8 +160,8 @@ def test_answers_spend_budgets_which_survive_a_restart(node: Path, cohort: Cohor
         first = _ask_all(http, alleles, cohort.absent_sex)
         samples = NodeStore.open(node).dataset(DATASET).samples
         spent = _ledger(http["anonymous"]).spent(samples)
-    assert spent and 0 < spent[cohort.absent] <= 0.5 + 1e-9
-    assert max(spent.values()) <= 0.5 + 1e-9
+    assert spent and 0 < spent[cohort.absent] <= 1.0 + 1e-9
+    assert max(spent.values()) <= 1.0 + 1e-9
     with clients(node, tokens) as http:  # a restart: a new app over the same node
         assert _ledger(http["anonymous"]).spent(samples) == spent
         # asked again, the same answers, and nothing more is spent
@@ -241,5 +241,6 @@ def test_every_answer_states_the_policy(node: Path, cohort: Cohort, tokens: dict
                 "alternateBases": alt, "requestedGranularity": granularity}).json()
             policy = document["info"]["disclosure"]
             assert policy["countFloor"] == FLOOR
-            assert policy["exposureBudget"]["nats"] == 0.5
+            assert policy["exposureBudget"]["nats"] == 1.0
+            assert policy["exposureBudget"]["publicNats"] == 0.1
             assert "all callers and all time" in policy["exposureBudget"]["policy"]

@@ -147,10 +147,14 @@ class ExposureLedger:
     def budget(self) -> float:
         return self._budget()
 
-    def release(self, facts: Sequence[CountFact]) -> list[Released]:
+    def release(self, facts: Sequence[CountFact], limit: float | None = None) -> list[Released]:
         """The counts to show for `facts`, each over the carriers whose budget pays for it,
-        spending their budgets in one transaction (so concurrent answers queue up)."""
+        spending their budgets in one transaction (so concurrent answers queue up). `limit`
+        (at most the budget): the most an individual may have spent, this answer included, to
+        take part in it (the share of the budget open answers may use)."""
         budget = self.budget
+        if budget > 0 and limit is not None:
+            budget = min(budget, limit)
         out: list[Released | None] = [None] * len(facts)
         pending: list[int] = []
         for i, fact in enumerate(facts):

@@ -1,5 +1,7 @@
 """Beacon answers below record level as counts for the exposure ledger
-(:mod:`genofed.access.exposure`).
+(:mod:`genofed.access.exposure`). Boolean answers, open to anyone, may only use an individual's
+public share of the budget (`disclosure.public_exposure_budget`); counts, for accountable
+researchers, the whole of it.
 
 g_variants: each matched allele is one fact, its allele count (no filters: carriers add their
 dosage, over 2n alleles) or its count of carriers among the selected individuals (filters: over
@@ -65,7 +67,8 @@ def _selection_digest(selection: np.ndarray | None) -> str:
 
 def release_variants(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
                      selection: np.ndarray | None, support: np.ndarray,
-                     disclose: Callable[[int], Outcome], label: str) -> np.ndarray:
+                     disclose: Callable[[int], Outcome], label: str,
+                     limit: float | None = None) -> np.ndarray:
     """Per matched allele (row of `rows`), the count the answer may use: `support` (allele
     counts, or carriers among `selection`) recomputed without the carriers whose budget cannot
     pay. Genotypes are read only for alleles whose answer is informative."""
@@ -97,14 +100,15 @@ def release_variants(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
                 individuals=[str(s) for s in samples[carriers]],
                 units=dosage[carriers].astype(np.int64), trials=trials, per_individual=per,
                 disclose=disclose))
-    for row, answer in zip(informative, ledger.release(facts), strict=True):
+    for row, answer in zip(informative, ledger.release(facts, limit), strict=True):
         shown[row] = answer.count
     return shown
 
 
 def release_people(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
                    selection: np.ndarray, carrying: np.ndarray,
-                   disclose: Callable[[int], Outcome], label: str) -> Released:
+                   disclose: Callable[[int], Outcome], label: str,
+                   limit: float | None = None) -> Released:
     """The number of selected individuals carrying any allele of `rows` (`carrying`: per
     individual), without the carriers whose budget cannot pay."""
     chosen = np.flatnonzero(selection & carrying)
@@ -115,4 +119,4 @@ def release_people(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
         key=_key(dataset.id, dataset.version, label, alleles, _selection_digest(selection)),
         individuals=[str(s) for s in samples[chosen]], units=np.ones(len(chosen), np.int64),
         trials=int(selection.sum()), per_individual=1, disclose=disclose)
-    return ledger.release([fact])[0]
+    return ledger.release([fact], limit)[0]

@@ -112,6 +112,13 @@ class BeaconService:
             return 0.0
         return self._disclosure.exposure_budget
 
+    def _limit(self, granted: Granularity) -> float | None:
+        """How much of an individual's budget an answer may have spent: booleans (anyone's)
+        the public share, counts (accountable researchers') all of it."""
+        if granted is Granularity.BOOLEAN:
+            return self._disclosure.public_exposure_budget
+        return None
+
     # -- helpers ------------------------------------------------------------------------------
     def datasets(self, dataset_id: str | None = None,
                  requested: list[str] | None = None) -> list[Dataset]:
@@ -220,7 +227,8 @@ class BeaconService:
             if granted is not Granularity.RECORD and self.exposure is not None \
                     and self.budget > 0:
                 released = release_people(self.exposure, dataset, rows, mask, carrying,
-                                          people_count(self.floor, granted), f"/{entry}")
+                                          people_count(self.floor, granted), f"/{entry}",
+                                          self._limit(granted))
                 accounted = released.count
             mask &= carrying
         selected = np.flatnonzero(mask)
@@ -273,7 +281,7 @@ class BeaconService:
         if granted is not Granularity.RECORD and self.exposure is not None and self.budget > 0:
             tell = reaches(self.floor) if granted is Granularity.BOOLEAN else banded(self.floor)
             support = release_variants(self.exposure, dataset, rows, selection, support, tell,
-                                       f"/g_variants/{granted.value}")
+                                       f"/g_variants/{granted.value}", self._limit(granted))
         keep = support >= threshold
         rare = 0 if granted is not Granularity.COUNT else int(
             np.count_nonzero(keep & (support < self.floor)))
@@ -335,7 +343,8 @@ class BeaconService:
             summary["numTotalResults"] = total
             summary["countPrecision"] = "imprecise" if adjusted else "exact"
         response_info: dict[str, Any] = {
-            "disclosure": disclosure_policy(self.floor, self.budget),
+            "disclosure": disclosure_policy(self.floor, self.budget,
+                                            self._disclosure.public_exposure_budget),
             "pagination": "skip counts pages of `limit` records (offset = skip * limit)",
         }
         if warnings:
@@ -371,7 +380,7 @@ def _publishes_frequencies(dataset: Dataset, plan: FilterPlan, scope: Scope) -> 
             and not plan.active and scope.individual_id is None)
 
 
-def disclosure_policy(floor: int, budget: float) -> dict[str, Any]:
+def disclosure_policy(floor: int, budget: float, public: float) -> dict[str, Any]:
     """What every answer below record level was subject to (`info.disclosure`)."""
     policy = {
         "countFloor": floor,
@@ -385,11 +394,14 @@ def disclosure_policy(floor: int, budget: float) -> dict[str, Any]:
     if budget > 0:
         policy["exposureBudget"] = {
             "nats": budget,
+            "publicNats": min(public, budget),
             "policy": "membership evidence revealed about each individual is accounted over "
                       "all callers and all time; each answer below record level spends its "
                       "evidence from every carrier it depends on, and an individual whose "
-                      "budget cannot pay is left out of the count; an answer is remembered "
-                      "and repeated unchanged, at no cost, when asked again; answers whose "
+                      "budget cannot pay is left out of the count (boolean answers, open to "
+                      "anyone, may use only the public share of the budget; counts, for "
+                      "registered researchers, all of it); an answer is remembered and "
+                      "repeated unchanged, at no cost, when asked again; answers whose "
                       f"evidence is below {FREE_EVIDENCE:g} nats are not accounted",
         }
     else:

@@ -45,7 +45,11 @@ class DisclosureSettings(BaseModel):
     #: Membership evidence (in nats) that answers below record level may reveal about any one
     #: individual, over all callers and all time; 0 turns exposure accounting off (the floor
     #: alone). See :mod:`genofed.access.exposure`.
-    exposure_budget: float = Field(default=0.5, ge=0)
+    exposure_budget: float = Field(default=1.0, ge=0)
+    #: Of that, what answers open to anyone (booleans) may have spent: an individual stops
+    #: contributing to them once this much evidence about them is out. Counts, for
+    #: accountable researchers only, may spend the rest.
+    public_exposure_budget: float = Field(default=0.1, ge=0)
 
 
 class AnalysisSettings(BaseModel):
