@@ -80,6 +80,13 @@ def test_merged_answers_spend_the_nodes_budgets(
     assert [_count(direct, _body(p, r, a, node.dataset), federation.researcher, node.dataset)
             for p, r, a, _ in alleles] == through_hub
     assert ledger.spent(node.samples) == spent
+    # each node's policy travels with its result sets
+    pos, ref, alt, _ = alleles[0]
+    merged = httpx.post(hub, json=_body(pos, ref, alt, node.dataset),
+                        headers=federation.researcher, timeout=30).json()
+    (result,) = [s for s in merged["response"]["resultSets"] if s["id"] == node.dataset]
+    assert result["info"]["node"]["disclosure"]["exposureBudget"]["nats"] == BUDGET
+    assert "info.node.disclosure" in merged["info"]["disclosure"]
 
 
 def test_an_individual_exhausted_at_the_node_is_missing_from_the_network(

@@ -8,10 +8,11 @@ lies in some interval, the evidence about a carrier is
 
     log P(count in interval | carrier is a member) - log P(count in interval | not a member)
 
-under a binomial model of the count (its frequency estimated from the other carriers, so one
-person's own alleles do not lower their charge). Every carrier who contributes to an answer pays
-its evidence from their budget (`disclosure.exposure_budget`); a carrier whose remaining budget
-cannot pay is left out of the count, so the answer is what the dataset without them would give.
+under a binomial model of the count, averaged over what the population frequency may be given
+the other carriers (an attacker knows it from a reference panel; the node does not). Every
+carrier who contributes to an answer pays its evidence from their budget
+(`disclosure.exposure_budget`); a carrier whose remaining budget cannot pay is left out of the
+count, so the answer is what the dataset without them would give.
 An answer is remembered (by a key naming dataset version, alleles and selection): asked again,
 by anyone, it is repeated and costs nothing, so repeating queries neither drains budgets nor
 shows a person dropping out.
@@ -29,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
+from scipy.stats import beta, binom
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -43,6 +44,8 @@ FREE_EVIDENCE = 1e-6
 #: One answer never charges more than this (a count a model calls impossible).
 _MAX_EVIDENCE = 50.0
 _BATCH = 500  # bound parameters per IN (...) clause
+#: Where the frequency's posterior is sampled to average evidence over it.
+_QUANTILES = (np.arange(16) + 0.5) / 16
 
 
 @dataclass(frozen=True)
@@ -90,13 +93,33 @@ def evidences(outcomes: Sequence[Outcome], *, own: int, totals: np.ndarray, tria
     high = np.array([-1 if o.high is None else o.high for o in outcomes], dtype=np.int64)
     bounded = np.array([o.high is not None for o in outcomes], dtype=bool)
     others = max(trials - per_individual, 1)
-    frequency = np.clip(np.maximum(totals - own, 0.5) / others, 0.0, 1 - 1e-9)
+    seen = np.clip(np.asarray(totals, dtype=np.int64) - own, 0, others)
+    # The attacker knows the population's frequency; the node only the other carriers' count.
+    # A plug-in estimate undercharges exactly the answers that matter (a "yes" that one
+    # member's alleles tipped over the floor comes with a count above the population's), so
+    # the evidence is averaged over the frequency's posterior (Jeffreys prior).
+    frequency = np.clip(beta.ppf(_QUANTILES[:, None], seen + 0.5, others - seen + 0.5),
+                        1e-12, 1 - 1e-9)
     member = _probability(low - own, high - own, bounded, others, frequency)
     outsider = _probability(low, high, bounded, trials, frequency)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(member) - np.log(outsider)
     ratio = np.where(member <= 0, 0.0, np.where(outsider <= 0, _MAX_EVIDENCE, ratio))
-    return np.asarray(np.clip(np.nan_to_num(ratio, nan=0.0), 0.0, _MAX_EVIDENCE))
+    ratio = np.clip(np.nan_to_num(ratio, nan=0.0), -_MAX_EVIDENCE, _MAX_EVIDENCE)
+    return np.asarray(np.clip(ratio.mean(axis=0), 0.0, _MAX_EVIDENCE))
+
+
+def evidence_at(outcome: Outcome, *, own: int, trials: int, per_individual: int,
+                frequency: float) -> float:
+    """The log-likelihood ratio of `outcome` for a carrier adding `own`, at a known population
+    `frequency` (what an attacker holding a reference panel computes)."""
+    bounds = (np.array([outcome.low]), np.array([-1 if outcome.high is None else outcome.high]),
+              np.array([outcome.high is not None]))
+    others = max(trials - per_individual, 1)
+    member = _probability(bounds[0] - own, bounds[1] - own, bounds[2], others,
+                          np.array([frequency]))
+    outsider = _probability(*bounds, trials, np.array([frequency]))
+    return float(np.log(member[0]) - np.log(outsider[0]))
 
 
 def _probability(low: np.ndarray, high: np.ndarray, bounded: np.ndarray, trials: int,

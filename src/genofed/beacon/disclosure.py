@@ -4,10 +4,11 @@ A count `c` with 0 < c < floor is never revealed: it is reported as `floor` with
 `countPrecision: "imprecise"` and `countAdjustedTo: [floor]` (Beacon v2.2 fields), meaning
 "between 1 and floor". Zero stays zero and counts at or above the floor are exact.
 
-Rare alleles: below record granularity, a variant whose allele count in the dataset is under the
-floor does not take part in any match (g_variants or individuals-by-variant), so a boolean answer
-can never reveal that a rare allele is carried by a handful of people. Counts of variants are
-therefore exact; the floor applies to counts of people (individuals, biosamples).
+Rare alleles (allele count in the dataset under the floor) take part in no boolean answer, so a
+yes/no can never reveal that a rare allele is carried by a handful of people. Registered callers
+(count granularity) see them, flagged as carried by between 1 and floor - 1 individuals, with a
+handover to the dataset's access application. Every answer below record level is also accounted
+against each carrier's exposure budget (:mod:`genofed.beacon.exposure`).
 """
 
 from __future__ import annotations

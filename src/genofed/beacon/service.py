@@ -1,8 +1,10 @@
 """The Beacon over a node store: one call per entry-type query, returning the response document.
 
 For each dataset in scope: ask the access policy for the granularity
-(:func:`~genofed.beacon.access.granted_granularity`), match, apply disclosure control, shape one
-resultSet (`id` = dataset id, `setType` = "dataset").
+(:func:`~genofed.beacon.access.granted_granularity`), match, apply disclosure control (the count
+floor, and below record level each carrier's exposure budget: :mod:`genofed.beacon.exposure`),
+shape one resultSet (`id` = dataset id, `setType` = "dataset"). A dataset that publishes its
+allele frequencies answers g_variants with them to anyone.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class _DatasetAnswer:
     total: int
     page: Callable[[int, int], list[dict[str, Any]]]
     #: counts people (individuals, biosamples): the floor applies. Variant counts need none:
-    #: below record level every variant counted is carried at least `floor` times.
+    #: they count variants (rare ones, which only registered callers see, are flagged).
     counts_people: bool = True
     notes: list[str] = field(default_factory=list)
     #: alleles carried by fewer than `floor` individuals, shown to a registered caller as

@@ -28,7 +28,9 @@ from genofed.federation.network import Network
 DISCLOSURE_NOTE = ("numTotalResults adds up the counts each node disclosed; a node's suppressed "
                    "count enters as the value it reported (its floor, countPrecision "
                    "'imprecise'), which makes the total imprecise and never reveals the hidden "
-                   "count. Failed nodes are not counted: see network.complete and network.nodes.")
+                   "count. Failed nodes are not counted: see network.complete and network.nodes. "
+                   "Each node applies its own policy (count floor, exposure budgets), stated in "
+                   "each resultSet's info.node.disclosure.")
 
 
 def informational_meta(network: Network, entity: str | None = None) -> dict[str, Any]:
@@ -96,8 +98,12 @@ def failure(answers: Sequence[NodeAnswer]) -> tuple[int, str]:
 
 
 def _node_tag(answer: NodeAnswer) -> dict[str, Any]:
-    return {"id": answer.member.id, "country": answer.member.country,
-            "beaconId": answer.document["meta"]["beaconId"]}
+    tag = {"id": answer.member.id, "country": answer.member.country,
+           "beaconId": answer.document["meta"]["beaconId"]}
+    policy = (answer.document.get("info") or {}).get("disclosure")
+    if isinstance(policy, dict):
+        tag["disclosure"] = policy
+    return tag
 
 
 def _tagged(item: dict[str, Any], tag: dict[str, Any]) -> dict[str, Any]:

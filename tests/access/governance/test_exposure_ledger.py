@@ -8,9 +8,10 @@ import threading
 
 import numpy as np
 import pytest
+from scipy.stats import beta
 
 from genofed.access.db import GovernanceDB
-from genofed.access.exposure import CountFact, ExposureLedger, Outcome, evidence
+from genofed.access.exposure import CountFact, ExposureLedger, Outcome, evidence, evidence_at
 
 
 def _binomial_in(low: int, high: int | None, trials: int, p: float, shift: int) -> float:
@@ -27,12 +28,29 @@ def _binomial_in(low: int, high: int | None, trials: int, p: float, shift: int) 
 ])
 def test_evidence_is_the_binomial_likelihood_ratio(outcome: Outcome, own: int, total: int,
                                                    trials: int, per: int) -> None:
+    """At a known frequency, the log-likelihood ratio an attacker computes; the node's evidence
+    averages it over the frequency's posterior given the other carriers' count."""
     p = (total - own) / (trials - per)
     member = _binomial_in(outcome.low, outcome.high, trials - per, p, own)
     outsider = _binomial_in(outcome.low, outcome.high, trials, p, 0)
-    want = max(0.0, math.log(member / outsider))
+    assert evidence_at(outcome, own=own, trials=trials, per_individual=per,
+                       frequency=p) == pytest.approx(math.log(member / outsider), rel=1e-9)
+    seen = total - own
+    quantiles = (np.arange(16) + 0.5) / 16
+    frequencies = beta.ppf(quantiles, seen + 0.5, trials - per - seen + 0.5)
+    want = np.mean([evidence_at(outcome, own=own, trials=trials, per_individual=per,
+                                frequency=float(f)) for f in frequencies])
     got = evidence(outcome, own=own, total=total, trials=trials, per_individual=per)
-    assert got == pytest.approx(want, rel=1e-9) and got > 0
+    assert got == pytest.approx(max(0.0, want), rel=1e-9) and got > 0
+
+
+def test_a_sole_carriers_rare_allele_costs_more_than_a_shared_one() -> None:
+    """The posterior puts weight on frequencies far below one in the cohort: "between 1 and
+    4" about an allele nobody else carries is strong evidence, one that three others carry
+    is weak."""
+    alone = evidence(Outcome(1, 4), own=1, total=1, trials=300, per_individual=1)
+    shared = evidence(Outcome(1, 4), own=1, total=4, trials=300, per_individual=1)
+    assert alone > 1.5 and shared < 0.1
 
 
 def test_a_no_reveals_no_membership() -> None:
