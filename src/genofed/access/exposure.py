@@ -176,13 +176,14 @@ class ExposureLedger:
         (at most the budget): the most an individual may have spent, this answer included, to
         take part in it (the share of the budget open answers may use)."""
         budget = self.budget
-        if budget > 0 and limit is not None:
-            budget = min(budget, limit)
+        accounting = budget > 0
+        if accounting and limit is not None:
+            budget = max(0.0, min(budget, limit))  # 0: only free answers include anyone
         out: list[Released | None] = [None] * len(facts)
         pending: list[int] = []
         for i, fact in enumerate(facts):
-            if budget <= 0 or fact.total == 0 or _free(fact):
-                out[i] = Released(fact.total, accounted=budget > 0 and fact.total > 0)
+            if not accounting or fact.total == 0 or _free(fact):
+                out[i] = Released(fact.total, accounted=accounting and fact.total > 0)
             else:
                 pending.append(i)
         if pending:

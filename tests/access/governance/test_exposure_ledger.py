@@ -57,7 +57,8 @@ def test_a_no_reveals_no_membership() -> None:
     assert evidence(Outcome(0, 4), own=1, total=3, trials=60, per_individual=2) == 0.0
 
 
-def _fact(key: str, people: list[str], *, floor: int = 5, boolean: bool = False) -> CountFact:
+def _fact(key: str, people: list[str], *, floor: int = 5, boolean: bool = False,
+          trials: int = 40) -> CountFact:
     def disclose(count: int) -> Outcome:
         if boolean:
             return Outcome(floor) if count >= floor else Outcome(0, floor - 1)
@@ -66,7 +67,7 @@ def _fact(key: str, people: list[str], *, floor: int = 5, boolean: bool = False)
         return Outcome(1, floor - 1) if count < floor else Outcome(count, count)
 
     return CountFact(key=key, individuals=people, units=np.ones(len(people), dtype=np.int64),
-                     trials=40, per_individual=1, disclose=disclose)
+                     trials=trials, per_individual=1, disclose=disclose)
 
 
 def test_facts_are_paid_once_and_repeated_for_free(db: GovernanceDB) -> None:
@@ -95,6 +96,19 @@ def test_carriers_who_cannot_pay_are_left_out(db: GovernanceDB) -> None:
     assert answer.count == 5 and answer.excluded == 1 and answer.spent > 0
     spent = ledger.spent([*people, "p6"])
     assert all(0 < spent[p] <= 1.0 for p in [*people[2:], "p6"])
+
+
+def test_a_public_share_of_zero_includes_no_one_in_an_answer_they_could_tip(
+        db: GovernanceDB) -> None:
+    """With no share for open answers, a boolean that any one carrier could tip is "no", and a
+    boolean no one carrier could tip (far above the floor) is answered from the full data."""
+    ledger = ExposureLedger(db, lambda: 1.0)
+    few = [f"p{i}" for i in range(6)]
+    (answer,) = ledger.release([_fact("tip", few, boolean=True)], limit=0.0)
+    assert (answer.count, answer.spent) == (0, 0.0)
+    many = [f"q{i}" for i in range(90)]
+    (answer,) = ledger.release([_fact("far", many, boolean=True, trials=100)], limit=0.0)
+    assert answer.count == 90 and ledger.spent(few + many) == {}
 
 
 def test_budget_zero_turns_accounting_off(db: GovernanceDB) -> None:
