@@ -91,8 +91,10 @@ def _node(path: Path, issuer: LocalIssuer, *, budget: float | None = None) -> Pa
 
 
 def _set_budget(node: Path, budget: float) -> None:
+    """The whole budget, and as much of it for open answers."""
     config = load_config(node)
     config.disclosure.exposure_budget = budget
+    config.disclosure.public_exposure_budget = budget
     save_config(node, config)
 
 
@@ -242,5 +244,5 @@ def test_every_answer_states_the_policy(node: Path, cohort: Cohort, tokens: dict
             policy = document["info"]["disclosure"]
             assert policy["countFloor"] == FLOOR
             assert policy["exposureBudget"]["nats"] == 1.0
-            assert policy["exposureBudget"]["publicNats"] == 0.1
+            assert policy["exposureBudget"]["publicNats"] == 0.0
             assert "all callers and all time" in policy["exposureBudget"]["policy"]
