@@ -123,8 +123,10 @@ def test_federated_count_equals_node_sum_and_pooled_truth(federation: Federation
         sets = {s["id"]: s for s in document["response"]["resultSets"]}
         assert sorted(sets) == sorted(COHORTS)  # one per dataset, the public one not asked
         for node_id, (country, _n, dataset, _tier) in NODES.items():
-            assert sets[dataset]["info"]["node"] == {
+            tag = sets[dataset]["info"]["node"]
+            assert {k: tag[k] for k in ("id", "country", "beaconId")} == {
                 "id": node_id, "country": country, "beaconId": f"org.genofed.{node_id}"}
+            assert tag["disclosure"]["countFloor"] == 5  # the node's own policy
             assert sets[dataset]["resultsCount"] == truth.shares[key][node_id][1]
 
 
