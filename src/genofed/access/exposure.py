@@ -26,6 +26,7 @@ them and they survive restarts.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -98,8 +99,8 @@ def evidences(outcomes: Sequence[Outcome], *, own: int, totals: np.ndarray, tria
     # A plug-in estimate undercharges exactly the answers that matter (a "yes" that one
     # member's alleles tipped over the floor comes with a count above the population's), so
     # the evidence is averaged over the frequency's posterior (Jeffreys prior).
-    frequency = np.clip(beta.ppf(_QUANTILES[:, None], seen + 0.5, others - seen + 0.5),
-                        1e-12, 1 - 1e-9)
+    frequency = np.stack([_posterior(int(x), others) for x in seen], axis=1) if len(seen) \
+        else np.empty((len(_QUANTILES), 0))
     member = _probability(low - own, high - own, bounded, others, frequency)
     outsider = _probability(low, high, bounded, trials, frequency)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -107,6 +108,16 @@ def evidences(outcomes: Sequence[Outcome], *, own: int, totals: np.ndarray, tria
     ratio = np.where(member <= 0, 0.0, np.where(outsider <= 0, _MAX_EVIDENCE, ratio))
     ratio = np.clip(np.nan_to_num(ratio, nan=0.0), -_MAX_EVIDENCE, _MAX_EVIDENCE)
     return np.asarray(np.clip(ratio.mean(axis=0), 0.0, _MAX_EVIDENCE))
+
+
+@functools.lru_cache(maxsize=65_536)
+def _posterior(seen: int, others: int) -> np.ndarray:
+    """The frequency at each of :data:`_QUANTILES` of its posterior given `seen` of `others`
+    (the same few counts recur in every answer: computed once each)."""
+    quantiles = beta.ppf(_QUANTILES, seen + 0.5, others - seen + 0.5)
+    frozen = np.asarray(np.clip(quantiles, 1e-12, 1 - 1e-9), dtype=np.float64)
+    frozen.setflags(write=False)
+    return frozen
 
 
 def evidence_at(outcome: Outcome, *, own: int, trials: int, per_individual: int,
@@ -186,12 +197,23 @@ class ExposureLedger:
                 out[i] = Released(fact.total, accounted=accounting and fact.total > 0)
             else:
                 pending.append(i)
+        if pending:  # remembered answers need no write lock (most of a busy Beacon's)
+            known = self.remembered([facts[i].key for i in pending])
+            for i in pending:
+                if facts[i].key in known:
+                    out[i] = Released(known[facts[i].key], repeated=True)
+            pending = [i for i in pending if facts[i].key not in known]
         if pending:
             with self.db.write() as session:
                 answers = self._settle(session, [facts[i] for i in pending], budget)
             for i, answer in zip(pending, answers, strict=True):
                 out[i] = answer
         return [o for o in out if o is not None]
+
+    def remembered(self, keys: Sequence[str]) -> dict[str, int]:
+        """The counts given before for those of `keys` that were answered."""
+        with self.db.read() as session:
+            return _remembered(session, keys)
 
     def spent(self, individuals: Sequence[str]) -> dict[str, float]:
         """Evidence spent so far per individual (those never charged are absent)."""

@@ -85,6 +85,17 @@ def release_variants(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
     allele_index = rows.column("allele_index").to_numpy()
     samples = np.asarray(dataset.samples, dtype=object)
     digest = _selection_digest(selection)
+    keys = {int(row): _key(dataset.id, dataset.version, label, variant_index[row],
+                           allele_index[row], digest) for row in informative}
+    # Answers given before are repeated without reading a genotype.
+    known = ledger.remembered(list(keys.values()))
+    for position, key in keys.items():
+        if key in known:
+            shown[position] = known[key]
+    informative = np.array([position for position, key in keys.items() if key not in known],
+                           dtype=np.int64)
+    if len(informative) == 0:
+        return shown
     facts = []
     for lo in range(0, len(informative), _STEP):
         chunk = informative[lo:lo + _STEP]
@@ -95,8 +106,7 @@ def release_variants(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
                 dosage = np.where(selection, np.minimum(dosage, 1), 0)
             carriers = np.flatnonzero(dosage)
             facts.append(CountFact(
-                key=_key(dataset.id, dataset.version, label, variant_index[row],
-                         allele_index[row], digest),
+                key=keys[int(row)],
                 individuals=[str(s) for s in samples[carriers]],
                 units=dosage[carriers].astype(np.int64), trials=trials, per_individual=per,
                 disclose=disclose))
