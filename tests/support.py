@@ -93,12 +93,15 @@ def trust_issuer(node_dir: Path, issuer: Any) -> None:
     save_config(node_dir, config)
 
 
-def set_exposure_budget(node_dir: Path, nats: float) -> None:
-    """`disclosure.exposure_budget` in a node's node.toml (served nodes read it live)."""
+def set_exposure_budget(node_dir: Path, nats: float, public: float | None = None) -> None:
+    """`disclosure.exposure_budget` (and, given, `public_exposure_budget`) in a node's
+    node.toml (served nodes read it live)."""
     from genofed.config.node import load_config, save_config
 
     config = load_config(node_dir)
     config.disclosure.exposure_budget = nats
+    if public is not None:
+        config.disclosure.public_exposure_budget = public
     save_config(node_dir, config)
 
 

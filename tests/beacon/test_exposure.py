@@ -18,12 +18,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from genofed.access.identity.issuer import LocalIssuer
-from genofed.config.node import init_node, load_config, save_config
+from genofed.config.node import init_node
 from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
 from genofed.sim import simulate_cohort
 from genofed.store.node import NodeStore
-from tests.support import bearer, trust_issuer
+from tests.support import bearer, set_exposure_budget, trust_issuer
 
 FLOOR = 5
 DATASET = "ds-exp"
@@ -92,10 +92,7 @@ def _node(path: Path, issuer: LocalIssuer, *, budget: float | None = None) -> Pa
 
 def _set_budget(node: Path, budget: float) -> None:
     """The whole budget, and as much of it for open answers."""
-    config = load_config(node)
-    config.disclosure.exposure_budget = budget
-    config.disclosure.public_exposure_budget = budget
-    save_config(node, config)
+    set_exposure_budget(node, budget, public=budget)
 
 
 @pytest.fixture

@@ -181,11 +181,13 @@ class ExposureLedger:
     def budget(self) -> float:
         return self._budget()
 
-    def release(self, facts: Sequence[CountFact], limit: float | None = None) -> list[Released]:
+    def release(self, facts: Sequence[CountFact], limit: float | None = None, *,
+                checked: bool = False) -> list[Released]:
         """The counts to show for `facts`, each over the carriers whose budget pays for it,
         spending their budgets in one transaction (so concurrent answers queue up). `limit`
         (at most the budget): the most an individual may have spent, this answer included, to
-        take part in it (the share of the budget open answers may use)."""
+        take part in it (the share of the budget open answers may use). `checked`: the caller
+        has already set aside free and remembered answers (before reading genotypes)."""
         budget = self.budget
         accounting = budget > 0
         if accounting and limit is not None:
@@ -193,11 +195,11 @@ class ExposureLedger:
         out: list[Released | None] = [None] * len(facts)
         pending: list[int] = []
         for i, fact in enumerate(facts):
-            if not accounting or fact.total == 0 or _free(fact):
+            if not accounting or fact.total == 0 or (not checked and _free(fact)):
                 out[i] = Released(fact.total, accounted=accounting and fact.total > 0)
             else:
                 pending.append(i)
-        if pending:  # remembered answers need no write lock (most of a busy Beacon's)
+        if pending and not checked:  # remembered answers need no write lock
             known = self.remembered([facts[i].key for i in pending])
             for i in pending:
                 if facts[i].key in known:

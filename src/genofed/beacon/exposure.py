@@ -110,7 +110,8 @@ def release_variants(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
                 individuals=[str(s) for s in samples[carriers]],
                 units=dosage[carriers].astype(np.int64), trials=trials, per_individual=per,
                 disclose=disclose))
-    for row, answer in zip(informative, ledger.release(facts, limit), strict=True):
+    for row, answer in zip(informative, ledger.release(facts, limit, checked=True),
+                           strict=True):
         shown[row] = answer.count
     return shown
 
