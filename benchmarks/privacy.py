@@ -361,7 +361,8 @@ class Run:
     def report(self, attacker: str) -> Callable[[PowerPoint], None]:
         def line(p: PowerPoint) -> None:
             console.print(f"  {tag(self.policy)} {attacker} k={p.k:>5}: power {p.power:.2f} "
-                          f"[{p.low:.2f}, {p.high:.2f}] after {p.queries:,} queries")
+                          f"[{p.low:.2f}, {p.high:.2f}], AUC {p.auc:.2f} (p {p.p_value:.2f}) "
+                          f"after {p.queries:,} queries")
         return line
 
 
@@ -616,13 +617,20 @@ def boolean_utility(run: Run, beacon: Beacon, floor: int, when: str,
 
 def rare_count_utility(run: Run, beacon: Beacon, floor: int, when: str) -> dict[str, Any]:
     """A registered researcher's individuals counts for the rare (AF < 1 %) sample: the share
-    answered with a non-zero count (exact, or imprecise with countAdjustedTo)."""
+    answered with a non-zero count (exact, or imprecise with countAdjustedTo); and for the
+    common (AF >= 5 %) sample, the share answered with the exact number of carriers."""
     token = researcher(run.issuer, "honest-reader")
-    alleles = run.samples[when]["AF < 1 %"]
+    rare, common = run.samples[when]["AF < 1 %"], run.samples[when]["AF >= 5 %"]
+    alleles = np.concatenate([rare, common])
     bodies = beacon.many([("individuals", variant_count(run.cohort, a), token)
                           for a in alleles], f"honest count queries, {when}")
-    codes = [count_code(b, floor) for b in bodies if b is not None]
-    return {"n": len(codes), "nonzero": float(np.mean([c != 0 for c in codes]))}
+    codes = {int(a): count_code(b, floor) for a, b in zip(alleles, bodies, strict=True)
+             if b is not None}
+    carriers = (run.cohort.members.dosage > 0).sum(axis=1)
+    rare_codes = [codes[int(a)] for a in rare if int(a) in codes]
+    common_exact = [codes[int(a)] == int(carriers[a]) for a in common if int(a) in codes]
+    return {"n": len(rare_codes), "nonzero": float(np.mean([c != 0 for c in rare_codes])),
+            "common_n": len(common_exact), "common_exact": float(np.mean(common_exact))}
 
 
 # -- one policy ---------------------------------------------------------------------------------
@@ -669,14 +677,15 @@ def run_policy(run: Run, timings: dict[str, float]) -> None:
             run.results["disclosure"] = disclosure(beacon, run.cohort)
             floor = int(run.results["disclosure"]["countFloor"])
             run.results["utility_fresh"] = boolean_utility(run, beacon, floor, "before")
-            run.results["attacker 1"] = anonymous_attack(run, beacon, BooleanModel(n, floor))
+            model = BooleanModel(n, floor)
+            run.results["attacker 1"] = anonymous_attack(run, beacon, model)
             run.results["utility_after_1"] = boolean_utility(run, beacon, floor, "after")
         with phase(f"{name}: attacker 2", timings), \
                 client(run, urls["attacker2"], "attacker2") as beacon:
             # The honest researcher has a per-caller budget of her own here.
             honest = researcher(run.issuer, "honest-reader")
             boolean_utility(run, beacon, floor, "before", honest)
-            run.results["attacker 2"] = colluding_attack(run, beacon, BooleanModel(n, floor))
+            run.results["attacker 2"] = colluding_attack(run, beacon, model)
         with phase(f"{name}: attacker 3 and registered utility", timings), \
                 client(run, urls["attacker3"], "attacker3") as beacon:
             run.results["rare_counts_fresh"] = rare_count_utility(run, beacon, floor, "before")
@@ -721,13 +730,15 @@ ATTACKERS = {
 
 def power_tables(runs: Sequence[Run]) -> None:
     for attacker, title in ATTACKERS.items():
-        table = Table(title=f"{attacker}: {title} - power at 5 % FPR [95 % CI]")
+        table = Table(title=f"{attacker}: {title} - power at 5 % FPR [95 % CI]; AUC "
+                            f"(one-sided Mann-Whitney p: members score higher)")
         table.add_column("k", justify="right")
         for run in runs:
             table.add_column(run.policy.name, justify="right")
         series = [{p.k: p for p in run.results[attacker]} for run in runs]
         for k in sorted({k for points in series for k in points}):
-            table.add_row(str(k), *(f"{p[k].power:.2f} [{p[k].low:.2f}, {p[k].high:.2f}]"
+            table.add_row(str(k), *(f"{p[k].power:.2f} [{p[k].low:.2f}, {p[k].high:.2f}]; "
+                                    f"{p[k].auc:.2f} ({p[k].p_value:.2f})"
                                     if k in p else "-" for p in series))
         table.add_row("queries", *(f"{run.results[attacker][-1].queries:,}" for run in runs))
         console.print(table)
@@ -750,7 +761,8 @@ def published_table(run: Run) -> None:
     table.add_column("k", justify="right")
     table.add_column("published frequencies", justify="right")
     for p in run.results["attacker 4"]:
-        table.add_row(str(p.k), f"{p.power:.2f} [{p.low:.2f}, {p.high:.2f}]")
+        table.add_row(str(p.k), f"{p.power:.2f} [{p.low:.2f}, {p.high:.2f}]; {p.auc:.2f} "
+                                f"({p.p_value:.2f})")
     table.add_row("queries", f"{run.results['attacker 4'][-1].queries:,}")
     console.print(table)
 
@@ -771,6 +783,10 @@ def utility_table(runs: Sequence[Run]) -> None:
     table.add_row(f"registered count, AF < 1 % (n={rare_n}): non-zero",
                   *(f"{r.results['rare_counts_fresh']['nonzero']:.2f} -> "
                     f"{r.results['rare_counts_after_3']['nonzero']:.2f}" for r in runs))
+    common_n = runs[0].results["rare_counts_fresh"]["common_n"]
+    table.add_row(f"registered count, AF >= 5 % (n={common_n}): exact",
+                  *(f"{r.results['rare_counts_fresh']['common_exact']:.2f} -> "
+                    f"{r.results['rare_counts_after_3']['common_exact']:.2f}" for r in runs))
     console.print(table)
     console.print("fresh: on attacker 1's node (boolean) and attacker 3's (counts) before the "
                   "attack; after: a second, disjoint sample of the same bin after it")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import rel_entr
-from scipy.stats import binom
+from scipy.stats import binom, mannwhitneyu
 
 #: The k (alleles asked per target) at which power is reported.
 K_LEVELS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000)
@@ -228,6 +228,10 @@ class PowerPoint:
     high: float
     #: Distinct queries the attacker had sent by then.
     queries: int
+    #: Over all thresholds: P(a member's statistic > a non-member's), and the one-sided
+    #: Mann-Whitney p-value of "members score higher" (chance: AUC 0.5, p uniform).
+    auc: float = 0.5
+    p_value: float = 1.0
 
 
 def levels_for(targets: Sequence[Target], max_k: int | None = None) -> list[int]:
@@ -259,7 +263,9 @@ def run_levels(targets: Sequence[Target], levels: Sequence[int],
         done = k
         power = power_at_fpr(statistic[~member], statistic[member])
         low, high = wilson(power, int(member.sum()))
-        points.append(PowerPoint(k, power, low, high, sent))
+        test = mannwhitneyu(statistic[member], statistic[~member], alternative="greater")
+        auc = float(test.statistic) / (int(member.sum()) * int((~member).sum()))
+        points.append(PowerPoint(k, power, low, high, sent, auc, float(test.pvalue)))
         report(points[-1])
     return points
 

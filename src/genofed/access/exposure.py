@@ -8,11 +8,14 @@ lies in some interval, the evidence about a carrier is
 
     log P(count in interval | carrier is a member) - log P(count in interval | not a member)
 
-under a binomial model of the count, averaged over what the population frequency may be given
-the other carriers (an attacker knows it from a reference panel; the node does not). Every
-carrier who contributes to an answer pays its evidence from their budget
+under a binomial model of the count, at the population frequency that makes it largest among
+the plausible ones given the other carriers (an attacker knows that frequency from a reference
+panel; the node does not, so it charges the worst case: averaging over the frequency let a
+registered attacker learn several times what was charged, whatever the budget). Every carrier
+who contributes to an answer pays its evidence from their budget
 (`disclosure.exposure_budget`); a carrier whose remaining budget cannot pay is left out of the
-count, so the answer is what the dataset without them would give.
+count, and one who has spent it all takes part in no answer at all (not even a free one), so
+the answer is what the dataset without them would give.
 An answer is remembered (by a key naming dataset version, alleles and selection): asked again,
 by anyone, it is repeated and costs nothing, so repeating queries neither drains budgets nor
 shows a person dropping out.
@@ -26,6 +29,7 @@ them and they survive restarts.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,7 +49,7 @@ FREE_EVIDENCE = 1e-6
 #: One answer never charges more than this (a count a model calls impossible).
 _MAX_EVIDENCE = 50.0
 _BATCH = 500  # bound parameters per IN (...) clause
-#: Where the frequency's posterior is sampled to average evidence over it.
+#: Where the frequency's posterior is sampled for the largest evidence over it.
 _QUANTILES = (np.arange(16) + 0.5) / 16
 
 
@@ -97,8 +101,11 @@ def evidences(outcomes: Sequence[Outcome], *, own: int, totals: np.ndarray, tria
     seen = np.clip(np.asarray(totals, dtype=np.int64) - own, 0, others)
     # The attacker knows the population's frequency; the node only the other carriers' count.
     # A plug-in estimate undercharges exactly the answers that matter (a "yes" that one
-    # member's alleles tipped over the floor comes with a count above the population's), so
-    # the evidence is averaged over the frequency's posterior (Jeffreys prior).
+    # member's alleles tipped over the floor comes with a count above the population's), and
+    # so does the average over the frequency's posterior (benchmarks/privacy.py: a registered
+    # attacker's power did not fall with the budget). The charge is the largest ratio over
+    # the posterior's quantiles (Jeffreys prior): about what an attacker who knows the
+    # frequency learns, if the frequency is any plausible one.
     frequency = np.stack([_posterior(int(x), others) for x in seen], axis=1) if len(seen) \
         else np.empty((len(_QUANTILES), 0))
     member = _probability(low - own, high - own, bounded, others, frequency)
@@ -107,7 +114,7 @@ def evidences(outcomes: Sequence[Outcome], *, own: int, totals: np.ndarray, tria
         ratio = np.log(member) - np.log(outsider)
     ratio = np.where(member <= 0, 0.0, np.where(outsider <= 0, _MAX_EVIDENCE, ratio))
     ratio = np.clip(np.nan_to_num(ratio, nan=0.0), -_MAX_EVIDENCE, _MAX_EVIDENCE)
-    return np.asarray(np.clip(ratio.mean(axis=0), 0.0, _MAX_EVIDENCE))
+    return np.asarray(np.clip(ratio.max(axis=0), 0.0, _MAX_EVIDENCE))
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -163,7 +170,7 @@ class Released:
     """A fact's count as it may be shown, and what it cost."""
 
     count: int
-    excluded: int = 0  # carriers left out: their budget could not pay
+    excluded: int = 0  # carriers left out: their budget could not pay, or was spent already
     spent: float = 0.0  # nats, summed over the carriers who paid
     repeated: bool = False  # a remembered answer, given again
     accounted: bool = True  # False: below FREE_EVIDENCE, given from the full data
@@ -181,6 +188,21 @@ class ExposureLedger:
     def budget(self) -> float:
         return self._budget()
 
+    def allowance(self, limit: float | None = None) -> float:
+        """What an individual may have spent to take part in an answer under `limit` (the
+        budget, or the share of it that `limit` allows)."""
+        budget = self.budget
+        return budget if limit is None else max(0.0, min(budget, limit))
+
+    def exhausted(self, allowance: float) -> set[str]:
+        """The individuals who have spent `allowance` (> 0) already. They take part in no
+        answer under it, not even in answers no single carrier could change: otherwise whether
+        such an answer is given from the full data would still depend on them."""
+        with self.db.read() as session:
+            rows = session.execute(select(ExposureSpent.individual)
+                                   .where(ExposureSpent.spent >= allowance - 1e-12))
+            return {person for (person,) in rows}
+
     def release(self, facts: Sequence[CountFact], limit: float | None = None, *,
                 checked: bool = False) -> list[Released]:
         """The counts to show for `facts`, each over the carriers whose budget pays for it,
@@ -188,10 +210,14 @@ class ExposureLedger:
         (at most the budget): the most an individual may have spent, this answer included, to
         take part in it (the share of the budget open answers may use). `checked`: the caller
         has already set aside free and remembered answers (before reading genotypes)."""
-        budget = self.budget
-        accounting = budget > 0
-        if accounting and limit is not None:
-            budget = max(0.0, min(budget, limit))  # 0: only free answers include anyone
+        accounting = self.budget > 0
+        budget = self.allowance(limit)
+        gone = [0] * len(facts)
+        if accounting and not checked:
+            given = facts
+            facts = self._without_exhausted(facts, budget)
+            gone = [len(a.individuals) - len(b.individuals)
+                    for a, b in zip(given, facts, strict=True)]
         out: list[Released | None] = [None] * len(facts)
         pending: list[int] = []
         for i, fact in enumerate(facts):
@@ -210,7 +236,23 @@ class ExposureLedger:
                 answers = self._settle(session, [facts[i] for i in pending], budget)
             for i, answer in zip(pending, answers, strict=True):
                 out[i] = answer
-        return [o for o in out if o is not None]
+        return [dataclasses.replace(o, excluded=o.excluded + g) if g else o
+                for o, g in zip(out, gone, strict=True) if o is not None]
+
+    def _without_exhausted(self, facts: Sequence[CountFact],
+                           allowance: float) -> list[CountFact]:
+        if allowance <= 0:  # no one is in an informative answer; free ones include everyone
+            return list(facts)
+        gone = self.exhausted(allowance)
+        if not gone:
+            return list(facts)
+        out = []
+        for fact in facts:
+            keep = np.array([p not in gone for p in fact.individuals], dtype=bool)
+            out.append(dataclasses.replace(
+                fact, individuals=[p for p, k in zip(fact.individuals, keep, strict=True) if k],
+                units=fact.units[keep]))
+        return out
 
     def remembered(self, keys: Sequence[str]) -> dict[str, int]:
         """The counts given before for those of `keys` that were answered."""
@@ -279,7 +321,9 @@ def _free(fact: CountFact) -> bool:
 def _contributors(fact: CountFact, remaining: np.ndarray) -> tuple[int, np.ndarray]:
     """The count over the carriers whose remaining budget pays its evidence, and per carrier
     the charge (NaN: left out). Leaving someone out can only lower the count and change what it
-    discloses, so this repeats until everyone left can pay."""
+    discloses, so this repeats until everyone left can pay. (Leaving out one at a time, least
+    budget first, kept more answers but let a registered attacker reach power 0.19 through
+    the band edges of rounded counts: benchmarks/privacy.py.)"""
     active = remaining > 0
     units = fact.units
     while True:

@@ -8,7 +8,8 @@ dosage, over 2n alleles) or its count of carriers among the selected individuals
 n individuals). A boolean answer discloses whether that count reaches the floor; a count answer
 (registered callers) whether it is 0, between 1 and floor - 1 (a rare allele: imprecise), or at
 least the floor. individuals / biosamples with variant conditions: one fact, the number of
-selected individuals who carry any matched allele.
+selected individuals who carry any matched allele. Individuals who have spent their allowance
+are taken out of every count first, free answers included.
 """
 
 from __future__ import annotations
@@ -70,20 +71,27 @@ def release_variants(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
                      disclose: Callable[[int], Outcome], label: str,
                      limit: float | None = None) -> np.ndarray:
     """Per matched allele (row of `rows`), the count the answer may use: `support` (allele
-    counts, or carriers among `selection`) recomputed without the carriers whose budget cannot
-    pay. Genotypes are read only for alleles whose answer is informative."""
+    counts, or carriers among `selection`) without the individuals who have spent their
+    allowance, then without the carriers whose budget cannot pay. Genotypes are read only for
+    alleles whose answer is informative (and, once someone's allowance is spent, theirs)."""
     shown = support.astype(np.int64).copy()
     if ledger.budget <= 0 or rows.num_rows == 0:
         return shown
     individuals = int(selection.sum()) if selection is not None else dataset.manifest.n_samples
     by_carriers = selection is not None
     trials, per = (individuals, 1) if by_carriers else (2 * individuals, 2)
-    informative = np.flatnonzero(~free(disclose, support, trials, per))
-    if len(informative) == 0:
-        return shown
     variant_index = rows.column("variant_index").to_numpy()
     allele_index = rows.column("allele_index").to_numpy()
     samples = np.asarray(dataset.samples, dtype=object)
+    gone = _exhausted(ledger, samples, ledger.allowance(limit))
+    if gone is not None:
+        shown = _without(dataset, variant_index, allele_index, selection, shown, gone)
+    informative = ~free(disclose, shown, trials, per)
+    if gone is not None:  # an answer given before they were gone is repeated unchanged
+        informative |= ~free(disclose, support, trials, per)
+    informative = np.flatnonzero(informative)
+    if len(informative) == 0:
+        return shown
     digest = _selection_digest(selection)
     keys = {int(row): _key(dataset.id, dataset.version, label, variant_index[row],
                            allele_index[row], digest) for row in informative}
@@ -104,6 +112,8 @@ def release_variants(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
             dosage = (block.calls[j] == allele_index[row]).sum(axis=1)
             if selection is not None:
                 dosage = np.where(selection, np.minimum(dosage, 1), 0)
+            if gone is not None:
+                dosage = np.where(gone, 0, dosage)
             carriers = np.flatnonzero(dosage)
             facts.append(CountFact(
                 key=keys[int(row)],
@@ -114,6 +124,38 @@ def release_variants(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,
                            strict=True):
         shown[row] = answer.count
     return shown
+
+
+def _exhausted(ledger: ExposureLedger, samples: np.ndarray,
+               allowance: float) -> np.ndarray | None:
+    """Which of `samples` have spent `allowance` (None: no one). An allowance of 0 (open
+    answers that may include no one they depend on) leaves everyone in the answers that depend
+    on no single carrier."""
+    if allowance <= 0:
+        return None
+    names = ledger.exhausted(allowance)
+    if not names:
+        return None
+    gone = np.isin(samples, np.array(sorted(names), dtype=object))
+    return gone if gone.any() else None
+
+
+def _without(dataset: Dataset, variant_index: np.ndarray, allele_index: np.ndarray,
+             selection: np.ndarray | None, support: np.ndarray,
+             gone: np.ndarray) -> np.ndarray:
+    """`support` (allele counts, or carriers among `selection`) without the individuals
+    `gone`: every answer is then what the dataset without them would give."""
+    out = support.copy()
+    rows = np.flatnonzero(support > 0)
+    names = [str(s) for s in np.asarray(dataset.samples, dtype=object)[gone]]
+    for lo in range(0, len(rows), _STEP):
+        chunk = rows[lo:lo + _STEP]
+        block = dataset.genotype_block(variant_index[chunk], names)
+        dosage = (block.calls == allele_index[chunk][:, None, None]).sum(axis=2)
+        if selection is not None:
+            dosage = np.where(selection[gone][None, :], np.minimum(dosage, 1), 0)
+        out[chunk] -= dosage.sum(axis=1)
+    return out
 
 
 def release_people(ledger: ExposureLedger, dataset: Dataset, rows: pa.Table,

@@ -400,11 +400,12 @@ def disclosure_policy(floor: int, budget: float, public: float) -> dict[str, Any
             "policy": "membership evidence revealed about each individual is accounted over "
                       "all callers and all time; each answer below record level spends its "
                       "evidence from every carrier it depends on, and an individual whose "
-                      "budget cannot pay is left out of the count (boolean answers, open to "
-                      "anyone, may use only the public share of the budget; counts, for "
-                      "registered researchers, all of it); an answer is remembered and "
-                      "repeated unchanged, at no cost, when asked again; answers whose "
-                      f"evidence is below {FREE_EVIDENCE:g} nats are not accounted",
+                      "budget cannot pay is left out of the count; one who has spent it takes "
+                      "part in no answer (boolean answers, open to anyone, may use only the "
+                      "public share of the budget; counts, for registered researchers, all "
+                      "of it); an answer is remembered and repeated unchanged, at no cost, "
+                      f"when asked again; answers whose evidence is below {FREE_EVIDENCE:g} "
+                      "nats are not accounted",
         }
     else:
         policy["exposureBudget"] = {"nats": 0, "policy": "off: the count floor alone applies"}

@@ -44,13 +44,15 @@ class DisclosureSettings(BaseModel):
     budget_window_seconds: int = Field(default=3600, ge=1)
     #: Membership evidence (in nats) that answers below record level may reveal about any one
     #: individual, over all callers and all time; 0 turns exposure accounting off (the floor
-    #: alone). See :mod:`genofed.access.exposure`.
-    exposure_budget: float = Field(default=1.0, ge=0)
+    #: alone). The default held benchmarks/privacy.py's attackers near chance (a budget B
+    #: lets an attacker at 5 % false positives reach about 0.05 e^B at most; 1.0 let a
+    #: registered attacker reach 0.13). See :mod:`genofed.access.exposure`.
+    exposure_budget: float = Field(default=0.2, ge=0)
     #: Of that, what answers open to anyone (booleans) may have spent: an individual stops
     #: contributing to them once this much evidence about them is out. Counts, for
     #: accountable researchers only, may spend the rest. 0 (the default, the one that held
-    #: benchmarks/privacy.py's attackers closest to chance): an open answer never includes
-    #: anyone it depends on, so it says yes only for alleles far above the count floor.
+    #: benchmarks/privacy.py's anonymous attackers closest to chance): an open answer never
+    #: includes anyone it depends on, so it says yes only for alleles far above the floor.
     public_exposure_budget: float = Field(default=0.0, ge=0)
 
 
