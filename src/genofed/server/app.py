@@ -1,6 +1,7 @@
 """ASGI app factory: `create_app(node_dir)` serves a node's APIs — Beacon under /beacon, access
 (applications, committee, visas) under /access, the catalogue under /catalogue, htsget under
-/htsget — and the OpenAPI document at /openapi.json. Errors keep each API's own envelope, always
+/htsget — the operator's /health and /metrics (:mod:`genofed.server.operations`), and the
+OpenAPI document at /openapi.json. Errors keep each API's own envelope, always
 without a stack trace (:mod:`genofed.server.errors`). Every API that releases data asks the one
 access policy on `app.state.access` (see :mod:`genofed.access.http`)."""
 
@@ -35,6 +36,7 @@ from genofed.files.htsget import router as htsget_router
 from genofed.files.service import HtsgetService
 from genofed.server.errors import ConfigGuard, install_error_handlers
 from genofed.server.openapi import finish_document
+from genofed.server.operations import Metrics, MetricsMiddleware, operations_router
 from genofed.store.node import NodeStore
 
 
@@ -86,6 +88,10 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
     install_peer_verification(app, node_dir, live, required_prefixes=(FEDERATION_PREFIX + "/",),
                               large_bodies={ANALYSIS_ENDPOINT: MAX_MESSAGE})
     app.add_middleware(ConfigGuard, live=live, beacon_id=beacon_id(node_id))
+    metrics = Metrics()
+    app.include_router(operations_router(store, governance.db, metrics, lambda: {
+        "genofed_datasets": ("Datasets this node serves", float(len(store.dataset_ids())))}))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: times everything
     finish_document(app, beacon_prefix="/beacon", node=True)
     return app
 
