@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.support import Cohort
+
+if TYPE_CHECKING:
+    from tests.s3 import S3Server
 
 #: The 3-node analysis cohort and its served network, for tests/analysis and the plink2
 #: comparisons under tests/external/analysis alike.
@@ -37,6 +41,41 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, cohort: Cohort) -> Path:
     ingest_dataset(node, cohort.dataset_id, cohort.vcf, phenopackets=cohort.phenopackets,
                    metadata=cohort.metadata, populations=cohort.populations,
                    genes=cohort.genes)
+    return node
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """An S3 server (moto) on loopback, with dummy AWS credentials in the environment."""
+    from tests.s3 import ENVIRONMENT, S3Server
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+            patch.delenv(name, raising=False)
+        for name, value in ENVIRONMENT.items():
+            patch.setenv(name, value)
+        server = S3Server()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def ingested_s3(tmp_path_factory: pytest.TempPathFactory, cohort: Cohort, s3: S3Server) -> Path:
+    """The node of `ingested`, its datasets kept in S3. Read-only."""
+    from genofed.config.node import init_node
+    from genofed.ingest import ingest_dataset
+    from tests.s3 import keep_datasets_in_s3
+
+    node = tmp_path_factory.mktemp("node-s3") / "node"
+    init_node(node, node_id="test-node", country="FI")
+    keep_datasets_in_s3(node, s3)
+    ingest_dataset(node, cohort.dataset_id, cohort.vcf, phenopackets=cohort.phenopackets,
+                   metadata=cohort.metadata, populations=cohort.populations,
+                   genes=cohort.genes)
+    # Served as by a machine that did not ingest: everything comes from the bucket.
+    shutil.rmtree(node / "cache")
     return node
 
 

@@ -12,12 +12,16 @@ carry a `status` to their API's error envelope (:mod:`genofed.server.errors`).
     │   └── NetworkFileError
     ├── IngestError                  ingest or archiving did not complete; the store is unchanged
     │   ├── InputError               an input file is malformed (file, line, field)
-    │   └── ArchiveError             a file cannot be kept encrypted at rest
+    │   ├── ArchiveError             a file cannot be kept encrypted at rest
+    │   └── IngestClusterError       ingest's Dask cluster is unreachable or lost a worker (also
+    │                                a SchedulerError)
     ├── MetadataError                a dataset.json is missing or does not fit the model
+    ├── SchedulerError               a Dask cluster the node names cannot be used
     ├── StoreError                   the node's stored data
     │   ├── UnknownDatasetError
     │   ├── DatasetBusyError         another process is writing a version of the dataset
-    │   └── StorageError             stored data or keys are damaged (the node's fault)
+    │   ├── StorageError             stored data or keys are damaged (the node's fault)
+    │   └── ObjectStoreError         the S3 store of node.toml's [store] cannot be used
     ├── FormatError                  malformed container or crypto data
     │   ├── Crypt4ghError
     │   ├── BgzfError
@@ -135,6 +139,23 @@ class MetadataError(GenofedError, ValueError):
     hint = "see the dataset metadata fields in the README (id, name, accessTier, ...)"
 
 
+# -- Dask clusters (analysis and ingest) ----------------------------------------------------------
+class SchedulerError(GenofedError):
+    """The dask.distributed cluster a node's settings name (`[analysis] scheduler`, `[ingest]
+    scheduler`, or `genofed ingest --scheduler`) cannot be reached or used."""
+
+    hint = ("start the scheduler or correct its address; an empty address computes on this "
+            "machine")
+
+
+class IngestClusterError(IngestError, SchedulerError):
+    """Ingest's Dask cluster cannot be reached or used, or lost a worker midway; the store is
+    unchanged."""
+
+    hint = ("nothing was changed on the node; check the cluster (its scheduler's and workers' "
+            "logs) and run the command again, or ingest on this machine with --scheduler ''")
+
+
 # -- the store ------------------------------------------------------------------------------------
 class StoreError(GenofedError):
     """Something about the node's stored data."""
@@ -160,6 +181,12 @@ class DatasetBusyError(StoreError, RuntimeError):
 
 class StorageError(StoreError, RuntimeError):
     """A stored file is missing or does not decrypt: the node's data or keys are damaged."""
+
+
+class ObjectStoreError(StoreError, RuntimeError):
+    """The bucket named by `[store] url` in node.toml cannot be used: it does not exist, its
+    endpoint cannot be reached, or the credentials are missing or refused. The message names
+    the setting (or the environment) to fix."""
 
 
 # -- container and crypto formats -----------------------------------------------------------------

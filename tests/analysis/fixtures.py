@@ -2,7 +2,9 @@
 simulated cohort of 3,000 individuals (1 Mb of chr20, 1% of calls missing) shared by three
 nodes, and the same data pooled for plink2: the reference every federated result must equal.
 
-The shares are 1,200 (FI), 1,000 (SE) and 800 (NL) individuals. The NL share lacks every 40th
+The shares are 1,200 (FI), 1,000 (SE) and 800 (NL) individuals. The SE node keeps its datasets
+in S3 (a moto server on loopback), the others on local disk: every federated result is computed
+over both stores, and must still equal plink2's. The NL share lacks every 40th
 variant, as a node genotyped on another array would: in the pooled file those variants are
 missing for NL's individuals (what `bcftools merge` of the three shares leaves), never reference.
 `pooled.pgen` is that merge, multi-allelic records split (`bcftools norm -m-`), in plink2's own
@@ -39,9 +41,12 @@ from genofed.server.app import create_app
 from genofed.server.hub import create_hub_app
 from genofed.server.loopback import LoopbackServer
 from genofed.sim import simulate_cohort
+from tests.s3 import S3Server, keep_datasets_in_s3
 from tests.support import require_tool, served, trust_issuer
 
 SHARES = {"fi": ("FI", 1200), "se": ("SE", 1000), "nl": ("NL", 800)}
+#: The share whose node keeps its datasets in S3.
+IN_S3 = "se"
 #: The NL share lacks every DROP_EVERY-th record of the pooled cohort.
 DROP_EVERY = 40
 LDL = "LOINC:2089-1"
@@ -111,7 +116,7 @@ def _pheno_and_covar(packets: Path, samples: list[str], pheno: Path, covar: Path
 
 
 @pytest.fixture(scope="session")
-def analysis_cohort(tmp_path_factory: pytest.TempPathFactory) -> AnalysisCohort:
+def analysis_cohort(tmp_path_factory: pytest.TempPathFactory, s3: S3Server) -> AnalysisCohort:
     for tool in ("bcftools", "plink2"):
         require_tool(tool)
     root = tmp_path_factory.mktemp("analysis")
@@ -140,8 +145,12 @@ def analysis_cohort(tmp_path_factory: pytest.TempPathFactory) -> AnalysisCohort:
         (out / "dataset.json").write_text(json.dumps(metadata))
         node = root / f"node-{node_id}"
         init_node(node, node_id=f"{node_id}-node", country=country)
+        if node_id == IN_S3:
+            keep_datasets_in_s3(node, s3)
         ingest_dataset(node, dataset, vcf, phenopackets=out / "phenopackets",
                        metadata=out / "dataset.json")
+        if node_id == IN_S3:  # served as by a machine that did not ingest
+            shutil.rmtree(node / "cache")
         shares.append(Share(f"{node_id}-node", country, node, dataset, vcf, own))
 
     merged = root / "merged.vcf.gz"

@@ -7,6 +7,7 @@ for the official Beacon v2 schemas."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from genofed.ingest import ingest_dataset
 from genofed.server.app import create_app
 from genofed.sim import simulate_cohort
 from genofed.sim.cohort import CohortSummary
+from tests.s3 import keep_datasets_in_s3
 from tests.support import SHARED, bearer, trust_issuer
 
 STANDARDS = SHARED / "standards" / "beacon-v2"  # ../shared beside the repository
@@ -145,28 +147,50 @@ DATASETS = {
 
 
 @pytest.fixture(scope="session")
-def beacon_node(tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer) -> BeaconNode:
-    root = tmp_path_factory.mktemp("beacon")
-    node_dir = root / "node"
-    init_node(node_dir, node_id="test-node", country="FI")
-    # These tests hold the query engine to bcftools' truth, over one node that every module
-    # queries: exposure accounting would make each answer depend on what other tests asked
-    # first. It is on by default and tested on nodes of its own (test_exposure.py).
-    config = load_config(node_dir)
-    config.disclosure.exposure_budget = 0
-    save_config(node_dir, config)
-    trust_issuer(node_dir, issuer)
-    cohorts = {}
-    for dataset_id, (tier, samples, seed, length) in DATASETS.items():
-        summary = simulate_cohort(root / dataset_id, samples=samples, seed=seed,
-                                  length_mb=length, dataset_id=dataset_id, access_tier=tier)
-        # Only the registered dataset gets a gene table: geneId queries must cope with both.
-        genes = summary.out_dir / "genes.bed" if tier == "registered" else None
-        ingest_dataset(node_dir, dataset_id, summary.vcf, phenopackets=summary.phenopackets_dir,
-                       metadata=summary.dataset_metadata, populations=summary.populations,
-                       genes=genes)
-        cohorts[dataset_id] = summary
-    return BeaconNode(node_dir, cohorts, issuer)
+def beacon_cohorts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CohortSummary]:
+    """The simulated cohorts of DATASETS (the same files for every node built of them)."""
+    root = tmp_path_factory.mktemp("beacon-cohorts")
+    return {dataset_id: simulate_cohort(root / dataset_id, samples=samples, seed=seed,
+                                        length_mb=length, dataset_id=dataset_id,
+                                        access_tier=tier)
+            for dataset_id, (tier, samples, seed, length) in DATASETS.items()}
+
+
+#: The node of each store backend, built once per session however many fixture instances ask.
+_BEACON_NODES: dict[str, BeaconNode] = {}
+
+
+@pytest.fixture(scope="session")
+def beacon_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                issuer: LocalIssuer, beacon_cohorts: dict[str, CohortSummary]) -> BeaconNode:
+    """The node of DATASETS, its datasets on local disk; a module that parametrizes this
+    fixture indirectly with "s3" gets the same node with its datasets kept in S3."""
+    backend = getattr(request, "param", "local")
+    if backend not in _BEACON_NODES:
+        node_dir = tmp_path_factory.mktemp(f"beacon-{backend}") / "node"
+        init_node(node_dir, node_id="test-node", country="FI")
+        if backend == "s3":
+            keep_datasets_in_s3(node_dir, request.getfixturevalue("s3"))
+        # These tests hold the query engine to bcftools' truth, over one node that every
+        # module queries: exposure accounting would make each answer depend on what other
+        # tests asked first. It is on by default and tested on nodes of its own
+        # (test_exposure.py).
+        config = load_config(node_dir)
+        config.disclosure.exposure_budget = 0
+        save_config(node_dir, config)
+        trust_issuer(node_dir, issuer)
+        for dataset_id, (tier, _samples, _seed, _length) in DATASETS.items():
+            summary = beacon_cohorts[dataset_id]
+            # Only the registered dataset gets a gene table: geneId queries must cope with both.
+            genes = summary.out_dir / "genes.bed" if tier == "registered" else None
+            ingest_dataset(node_dir, dataset_id, summary.vcf,
+                           phenopackets=summary.phenopackets_dir,
+                           metadata=summary.dataset_metadata, populations=summary.populations,
+                           genes=genes)
+        if backend == "s3":  # served as by a machine that did not ingest
+            shutil.rmtree(node_dir / "cache")
+        _BEACON_NODES[backend] = BeaconNode(node_dir, beacon_cohorts, issuer)
+    return _BEACON_NODES[backend]
 
 
 @pytest.fixture(scope="session")

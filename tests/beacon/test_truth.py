@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 
 from genofed.ontology.hpo import hpo
 
-pytestmark = pytest.mark.skipif(shutil.which("bcftools") is None, reason="needs bcftools")
+pytestmark = [pytest.mark.skipif(shutil.which("bcftools") is None, reason="needs bcftools"),
+              # the same answers whether the node keeps its datasets on disk or in S3
+              pytest.mark.parametrize("beacon_node", ["local", "s3"], indirect=True)]
 FLOOR = 5
 
 
@@ -69,9 +71,10 @@ def _truth(summary: Any, tmp: Path) -> Truth:
 
 
 @pytest.fixture(scope="module")
-def truths(beacon_node: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Truth]:
+def truths(beacon_cohorts: dict[str, Any],
+           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Truth]:
     tmp = tmp_path_factory.mktemp("truth")
-    return {d: _truth(s, tmp) for d, s in beacon_node.cohorts.items()}
+    return {d: _truth(s, tmp) for d, s in beacon_cohorts.items()}
 
 
 def _pick(truth: Truth, lo: int, hi: int, n: int = 6) -> list[tuple[int, str, str]]:

@@ -44,6 +44,7 @@ from genofed.sim import simulate_cohort
 from genofed.store.archive import add_file, set_plain_delivery
 from genofed.store.metadata import DatasetMetadata
 from tests.edge_cases import WITHOUT_CHR, write_variants
+from tests.s3 import S3Server, keep_datasets_in_s3
 from tests.support import HTSGET_DATA
 
 C4GH = HTSGET_DATA / "c4gh"
@@ -53,7 +54,7 @@ FAR_FUTURE = 4_102_444_800  # 2100-01-01
 # -- callers -----------------------------------------------------------------------------------
 #: caller name -> bearer token (filled when the node is built)
 TOKENS: dict[str, str] = {}
-_RUNNING: list[Any] = []
+_RUNNING: list[tuple[Any, LocalIssuer]] = []
 #: audit pseudonym -> caller name
 PSEUDONYMS: dict[str, str] = {}
 CALLERS = {"token-both": ("alice", ("ds-plain", "ds-enc")),
@@ -147,21 +148,30 @@ def _metadata(directory: Path, dataset_id: str, tier: str) -> Path:
     return path
 
 
-def build_htsget_node(root: Path) -> HtsgetNode:
-    """The node described in the module docstring."""
+def _session_issuer(root: Path) -> LocalIssuer:
+    """The login issuer of the files tests: one for the session, whatever nodes trust it."""
+    if not _RUNNING:
+        # It runs for the rest of the session (a daemon thread on loopback); its context
+        # manager is kept referenced, or collecting it would stop the server.
+        running = running_issuer(root / "issuer")
+        _RUNNING.append((running, running.__enter__()))
+        _issue_tokens(_RUNNING[0][1])
+    issuer: LocalIssuer = _RUNNING[0][1]
+    return issuer
+
+
+def build_htsget_node(root: Path, s3: S3Server | None = None) -> HtsgetNode:
+    """The node described in the module docstring (its datasets kept in S3 given `s3`)."""
     node_dir = root / "node"
     paths = init_node(node_dir, node_id="files-node", country="FI")
-    # The login issuer runs for the rest of the session (a daemon thread on loopback); its
-    # context manager is kept referenced, or collecting it would stop the server.
-    running = running_issuer(root / "issuer")
-    _RUNNING.append(running)
-    issuer = running.__enter__()
+    if s3 is not None:
+        keep_datasets_in_s3(node_dir, s3)
+    issuer = _session_issuer(root)
     config = load_config(node_dir)
     config.access.oidc_issuers = [issuer.url]
     iss, jku = issuer.visa_trust
     config.access.trusted_visas = [VisaTrust(iss=iss, jku=jku)]
     save_config(node_dir, config)
-    _issue_tokens(issuer)
     # The node's Crypt4GH key is bob's, so that the htsget-rs files encrypted for bob are
     # uploads "encrypted for the node's key".
     shutil.copyfile(C4GH / "keys" / "bob.sec", paths.c4gh_secret_key)
@@ -202,13 +212,26 @@ def build_htsget_node(root: Path) -> HtsgetNode:
                ("sample1-bcbio-cancer.vcf.gz.c4gh", "sample1-bcbio-cancer.vcf.gz.tbi")]
     for name, index_name in uploads:
         add_file(node_dir, "ds-enc", C4GH / name, index=C4GH / index_name)
+    if s3 is not None:  # served as by a machine that did not write it
+        shutil.rmtree(node_dir / "cache")
     return HtsgetNode(node_dir, keys, cohort / "cohort.vcf.gz", Path(f"{vcf}.gz"), bcf, work,
                       issuer)
 
 
+#: The node of each store backend, built once per session.
+_NODES: dict[str, HtsgetNode] = {}
+
+
 @pytest.fixture(scope="session")
-def htsget_node(tmp_path_factory: pytest.TempPathFactory) -> HtsgetNode:
-    return build_htsget_node(tmp_path_factory.mktemp("htsget"))
+def htsget_node(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> HtsgetNode:
+    """Datasets on local disk; a test that parametrizes this fixture indirectly with "s3" gets
+    the same node with its datasets kept in S3."""
+    backend = getattr(request, "param", "local")
+    if backend not in _NODES:
+        s3 = request.getfixturevalue("s3") if backend == "s3" else None
+        _NODES[backend] = build_htsget_node(tmp_path_factory.mktemp(f"htsget-{backend}"), s3)
+    return _NODES[backend]
 
 
 @pytest.fixture(scope="session")

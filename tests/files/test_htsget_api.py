@@ -22,6 +22,8 @@ from tests.support import HTSGET_DATA
 
 CRYPT4GH_CLI = Path(sys.executable).with_name("crypt4gh")
 BAM = HTSGET_DATA / "bam" / "htsnexus_test_NA12878.bam"
+#: Tickets and data served from a node whose files are on disk, and from one keeping them in S3.
+BOTH_STORES = pytest.mark.parametrize("htsget_node", ["local", "s3"], indirect=True)
 
 
 def fetch(client: TestClient, ticket: dict[str, Any]) -> bytes:
@@ -57,6 +59,7 @@ def test_service_info(client: TestClient) -> None:
                                                                                    "CRAM"]
 
 
+@BOTH_STORES
 def test_ticket_shape_and_audit(client: TestClient, htsget_node: HtsgetNode,
                                 tmp_path: Path) -> None:
     before = len(htsget_node.decisions())
@@ -86,6 +89,7 @@ def test_ticket_shape_and_audit(client: TestClient, htsget_node: HtsgetNode,
     assert all(d.detail.startswith(ticket_id) for d in new)
 
 
+@BOTH_STORES
 def test_post_regions_and_header_class(client: TestClient, htsget_node: HtsgetNode,
                                        tmp_path: Path) -> None:
     body = {"format": "BCF", "regions": [{"referenceName": "1", "start": 999, "end": 60_000},
@@ -213,6 +217,7 @@ def _public_key_header(keys: KeyPair) -> dict[str, str]:
     return {"Htsget-Context-Public-Key": base64.b64encode(text).decode()}
 
 
+@BOTH_STORES
 def test_encrypted_slice_decrypts_to_the_plain_slice(client: TestClient, tmp_path: Path) -> None:
     client_keys = KeyPair.generate()
     path = "/htsget/reads/ds-plain/htsnexus_test_NA12878"
@@ -244,6 +249,7 @@ def test_encrypted_slice_decrypts_to_the_plain_slice(client: TestClient, tmp_pat
     assert decrypted == fetch(client, plain_ticket)
 
 
+@BOTH_STORES
 def test_encrypted_delivery_of_uploads_from_another_implementation(client: TestClient,
                                                                    tmp_path: Path) -> None:
     """ds-enc holds the htsget-rs files as uploaded (encrypted for bob = the node)."""

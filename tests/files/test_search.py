@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from genofed.files.search import InlinePiece, Region, SlicePlan, plan_slice
-from genofed.store import layout
-from genofed.store.originals import ArchivedFile, open_archived, read_catalogue
+from genofed.store import NodeStore
+from genofed.store.originals import ArchivedFile
 from tests.files.conftest import HtsgetNode
 from tests.support import HTSGET_DATA
 
@@ -20,12 +20,15 @@ BAM = HTSGET_DATA / "bam" / "htsnexus_test_NA12878.bam"
 CRAM = HTSGET_DATA / "cram" / "htsnexus_test_NA12878.cram"
 
 
+#: Slices read from the store wherever it keeps the files: read by byte ranges from S3 too.
+pytestmark = pytest.mark.parametrize("htsget_node", ["local", "s3"], indirect=True)
+
+
 def archived(node: HtsgetNode, dataset: str, name: str, file_format: str) -> ArchivedFile:
-    version = layout.current_version(layout.dataset_root(node.paths.datasets, dataset))
-    assert version is not None
-    entry = next(e for e in read_catalogue(version, node.keys).files
-                 if (e.name, e.format) == (name, file_format))
-    return open_archived(version, entry, node.keys)
+    store = NodeStore.open(node.node_dir)
+    version = store.dataset(dataset)
+    entry = next(e for e in version.files.files if (e.name, e.format) == (name, file_format))
+    return store.open_file(version, entry)
 
 
 def assemble(plan: SlicePlan) -> bytes:

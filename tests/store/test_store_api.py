@@ -14,9 +14,17 @@ from genofed.store import Dataset, NodeStore, UnknownDatasetError
 from tests.support import Cohort, bcftools
 
 
+@pytest.fixture(scope="module", params=["local", "s3"])
+def node_dir(request: pytest.FixtureRequest) -> Path:
+    """The node holding the cohort: its datasets on local disk, or in S3."""
+    path: Path = request.getfixturevalue("ingested" if request.param == "local"
+                                         else "ingested_s3")
+    return path
+
+
 @pytest.fixture(scope="module")
-def ds(ingested: Path, cohort: Cohort) -> Dataset:
-    return NodeStore.open(ingested).dataset(cohort.dataset_id)
+def ds(node_dir: Path, cohort: Cohort) -> Dataset:
+    return NodeStore.open(node_dir).dataset(cohort.dataset_id)
 
 
 def test_point_and_range_lookups_match_bcftools(ds: Dataset, cohort: Cohort) -> None:
@@ -90,7 +98,7 @@ def test_few_row_reads_equal_zarr_python(ds: Dataset) -> None:
 def test_genotypes_are_vcf_zarr(ds: Dataset) -> None:
     import zarr
 
-    group: Any = zarr.open_group(str(ds.path / "genotypes.zarr"), mode="r")
+    group: Any = zarr.open_group(ds.stored.zarr_store("genotypes.zarr"), mode="r")
     assert group.attrs["vcf_zarr_version"] == "0.4"
     n, m = ds.manifest.n_records, ds.manifest.n_samples
     assert group["call_genotype"].shape == (n, m, 2)
@@ -137,9 +145,9 @@ def test_allele_frequencies_by_population(ds: Dataset) -> None:
             == ac).all()
 
 
-def test_unknown_dataset_names_known_ones(ingested: Path, cohort: Cohort) -> None:
+def test_unknown_dataset_names_known_ones(node_dir: Path, cohort: Cohort) -> None:
     with pytest.raises(UnknownDatasetError, match=cohort.dataset_id):
-        NodeStore.open(ingested).dataset("nope")
+        NodeStore.open(node_dir).dataset("nope")
 
 
 def test_sql(ds: Dataset) -> None:

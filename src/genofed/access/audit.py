@@ -30,6 +30,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -150,6 +151,8 @@ class AuditLog:
         self._writing = False
         self._unwaited: set[int] = set()
         self._flusher: threading.Thread | None = None
+        #: Records appended by this process, by (action, decision): what /metrics reports.
+        self.decisions: Counter[tuple[str, str]] = Counter()
 
     def append(self, *, subject: str, dataset_id: str | None, action: str, decision: str,
                reason: str, detail: str = "", wait: bool = True) -> None:
@@ -161,6 +164,7 @@ class AuditLog:
         throughput. A crash can lose at most that window of such records."""
         fields = NewRecord(subject, dataset_id, action, decision, reason, detail).fields()
         with self._cond:
+            self.decisions[action, decision] += 1
             ticket = self._next_ticket
             self._next_ticket += 1
             self._pending.append(_Pending(ticket, fields))
@@ -185,6 +189,8 @@ class AuditLog:
         items = [record.fields() for record in records]
         if not items:
             return
+        with self._cond:
+            self.decisions.update((item["action"], item["decision"]) for item in items)
         session.flush()  # the caller's own inserts first, before the chain lock is taken
         self._chain(session.connection(), items)
 

@@ -208,3 +208,15 @@ class ReleasedAnswer(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class QueryCount(Base):
+    """Queries granted to one caller (a token's subject or an address) in one window of the
+    node's query budget, over all its server processes (see :mod:`genofed.access.query_budget`)."""
+
+    __tablename__ = "query_counts"
+
+    caller: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: Start of the window, in whole seconds since the epoch (a multiple of its length).
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    granted: Mapped[int] = mapped_column(Integer)

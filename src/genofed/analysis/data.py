@@ -136,8 +136,8 @@ def site_rows(dataset: Dataset, keys: Sequence[tuple[str, int, str, str]]) -> np
     """The sites-table row of each (contig, pos, ref, alt) key, -1 where the dataset has none.
     Contigs match with or without `chr`."""
     rows = np.full(len(keys), -1, dtype=np.int64)
-    ref = dataset.site_column("ref")
-    alt = dataset.site_column("alt")
+    ref = dataset.site_strings("ref")
+    alt = dataset.site_strings("alt")
     for k, (contig, pos, key_ref, key_alt) in enumerate(keys):
         lo, hi, _mask = dataset.site_rows(contig, pos)
         for row in range(lo, hi):

@@ -87,12 +87,12 @@ def site_keys(dataset: Dataset) -> tuple[list[VariantKey], np.ndarray]:
     """A dataset's variant keys and the sites-table row of each: one per biallelic row, rows
     without an ALT allele left out, and a key that repeats (duplicate VCF records) kept once, at
     its first row."""
-    contig = dataset.sites.column("contig").combine_chunks()
-    names = [normalize_contig(n) for n in contig.dictionary.to_pylist()]
-    codes = contig.indices.to_numpy()
+    names = [normalize_contig(n) for n in dataset.site_contigs]
+    codes = dataset.site_column("contig")
     pos = dataset.site_column("pos")
-    refs = dataset.site_column("ref")
-    alts = dataset.site_column("alt")
+    # Decoded whole for the job's duration (one pass over every row), then let go.
+    refs = dataset.site_strings("ref")[:]
+    alts = dataset.site_strings("alt")[:]
     keys: list[VariantKey] = []
     rows: list[int] = []
     seen: set[VariantKey] = set()

@@ -212,7 +212,7 @@ def match_variants(dataset: Dataset, scoring: ScoringFile) -> ScoreVariants:
     as_ref = data.site_rows(dataset, keys_ref)
     unknown = [i for i, o in enumerate(scoring.other_allele) if o is None]
     if unknown:
-        ref, alt = dataset.site_column("ref"), dataset.site_column("alt")
+        ref, alt = dataset.site_strings("ref"), dataset.site_strings("alt")
         for i in unknown:
             if scoring.position[i] < 1:
                 continue

@@ -16,11 +16,10 @@ from typing import Any
 
 from dask.base import compute as dask_compute
 
-from genofed.errors import FederationError
+from genofed.config.cluster import connect
+from genofed.errors import SchedulerError
 
-
-class SchedulerError(FederationError):
-    """The Dask cluster node.toml names cannot be used."""
+__all__ = ["SchedulerError", "compute", "computing_on"]
 
 
 #: "threads", or a dask.distributed Client.
@@ -37,17 +36,7 @@ def computing_on(address: str) -> Iterator[None]:
         finally:
             _SCHEDULER.reset(token)
         return
-    try:
-        from distributed import Client
-    except ImportError:
-        raise SchedulerError(
-            "analysis.scheduler names a Dask cluster, but dask.distributed is not installed "
-            "here (pip install 'genofed[cluster]')") from None
-    try:
-        client = Client(address, set_as_default=False, timeout=30)
-    except OSError as exc:
-        raise SchedulerError(f"the Dask cluster at {address} (analysis.scheduler in node.toml) "
-                             f"cannot be reached: {exc}") from None
+    client = connect(address, setting="analysis.scheduler in node.toml")
     with client:
         token = _SCHEDULER.set(client)
         try:

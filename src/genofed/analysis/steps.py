@@ -60,10 +60,10 @@ def reveal(state: NodeAnalysisState, job: str, datasets: list[Dataset],
     for dataset in datasets:
         saved = state.arrays(job, dataset.id)
         index = harmonise.positions(wanted, saved["tokens"])
-        contig = dataset.sites.column("contig").combine_chunks()
-        names = contig.dictionary.to_pylist()
-        codes = contig.indices.to_numpy()
-        pos, ref, alt = (dataset.site_column(c) for c in ("pos", "ref", "alt"))
+        names = dataset.site_contigs
+        codes = dataset.site_column("contig")
+        pos = dataset.site_column("pos")
+        ref, alt = dataset.site_strings("ref"), dataset.site_strings("alt")
         for i in np.flatnonzero(index >= 0):
             if found[i] is None:
                 row = int(saved["token_rows"][index[i]])

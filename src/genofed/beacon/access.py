@@ -109,7 +109,9 @@ def _note(dataset: Dataset, requested: Granularity, granted: Granularity | None,
 
 
 class QueryBudget:
-    """At most `limit` queries per caller key in any `window` seconds (in memory, per process)."""
+    """At most `limit` queries per caller key in any `window` seconds, in memory: for one process
+    (tests, tools). A node's servers share :class:`~genofed.access.query_budget.SharedQueryBudget`
+    through the governance database."""
 
     def __init__(self, limit: int, window: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -118,6 +120,11 @@ class QueryBudget:
         self._clock = clock
         self._calls: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+
+    def charge_locally(self, key: str) -> bool:
+        """Charge one query (nothing here needs I/O): True, or BudgetExceededError."""
+        self.charge(key)
+        return True
 
     def charge(self, key: str) -> None:
         now = self._clock()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from genofed.access.http import access_context
+from genofed.access.query_budget import SharedQueryBudget
 from genofed.beacon import framework
 from genofed.beacon.access import QueryBudget, Requester, requested_action
 from genofed.beacon.request import (
@@ -33,7 +34,7 @@ _T = "Beacon framework"
 @dataclass
 class BeaconState:
     service: BeaconService
-    budget: QueryBudget
+    budget: QueryBudget | SharedQueryBudget
 
 
 def _state(request: Request) -> BeaconState:
@@ -64,7 +65,8 @@ async def charged_caller(request: Request) -> Requester:
             raise UnauthorizedError(f"bearer token refused: {exc.reason}", exc.status) from None
     host = request.client.host if request.client else "unknown"
     key = f"sub:{principal.pseudonym}" if principal else f"ip:{host}"
-    state.budget.charge(key)
+    if not state.budget.charge_locally(key):  # the shared budget needs a lease: a DB write
+        await run_in_threadpool(state.budget.charge, key)
     return Requester(principal, key, context.policy)
 
 

@@ -233,14 +233,14 @@ def beacon_variant_type(cls: str) -> str:
 
 
 def match_sites(dataset: Dataset, query: VariantQuery) -> pa.Table:
-    """Rows of `dataset.sites` that match (alleles with AC = 0 are not present)."""
+    """Rows of the dataset's sites table that match (alleles with AC = 0 are not present)."""
     if query.assembly_id and not same_assembly(query.assembly_id, dataset.metadata.assembly_id):
-        return dataset.sites.slice(0, 0)
+        return dataset.site_table(slice(0, 0))
     kind = query.kind
     if kind == "gene":
         spans = dataset.gene_spans(query.gene_id or "")
         tables = [dataset.sites_in_range(contig, start + 1, end) for contig, start, end in spans]
-        table = pa.concat_tables(tables) if tables else dataset.sites.slice(0, 0)
+        table = pa.concat_tables(tables) if tables else dataset.site_table(slice(0, 0))
         return _refine(table, query)
     if kind in ("sequence", "range"):
         contig = query.reference_name or ""
@@ -306,8 +306,8 @@ def _filter_by_type(table: pa.Table, query: VariantQuery) -> pa.Table:
     return table
 
 
-#: Up to this many candidate rows, filters run on cached NumPy columns (a point query costs
-#: microseconds); larger ranges use Arrow kernels.
+#: Up to this many candidate rows, filters run on the mapped columns row by row (a point query
+#: costs microseconds); larger ranges use Arrow kernels.
 _FEW_ROWS = 256
 
 
@@ -315,16 +315,13 @@ def _few_rows(dataset: Dataset, rows: np.ndarray, query: VariantQuery) -> pa.Tab
     rows = rows[dataset.site_column("ac")[rows] > 0]
     for column, bases in (("ref", query.reference_bases), ("alt", query.alternate_bases)):
         if bases and len(rows):
-            values = dataset.site_column(column)[rows]
+            values = dataset.site_strings(column)[rows]
             if "N" not in bases or bases.startswith("<"):
                 rows = rows[values == bases]
             else:
                 pattern = re.compile(re.escape(bases).replace("N", "[ACGTN]"))
                 rows = rows[[pattern.fullmatch(v) is not None for v in values]]
-    if len(rows) and rows[-1] - rows[0] == len(rows) - 1:  # contiguous: a zero-copy slice
-        table = dataset.sites.slice(int(rows[0]), len(rows))
-    else:
-        table = dataset.sites.take(pa.array(rows, type=pa.int64()))
+    table = dataset.site_table(rows)
     if table.num_rows and (query.variant_type or query.min_length or query.max_length):
         return _filter_by_type(table, query)
     return table

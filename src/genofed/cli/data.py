@@ -44,7 +44,13 @@ def ingest(
     genes: Path | None = typer.Option(None, "--genes", help="Gene table (BED: chrom, start, "
                                       "end, name) so the Beacon answers geneId queries."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel worker "
-                                       "processes (default: one per core)."),
+                                       "processes (default: one per core; not with a "
+                                       "scheduler)."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", metavar="ADDRESS", help="A dask.distributed scheduler (e.g. "
+        "tcp://10.0.0.5:8786) whose workers parse and write instead; they must see the input "
+        "and the node directory at the same paths (a shared filesystem). Overrides "
+        "ingest.scheduler in node.toml; '' ingests on this machine."),
     as_json: bool = json_option("the summary", "Keys: datasetId, version, unchanged, "
                                 "seconds, samples, individualsWithPhenopackets, vcfRecords, "
                                 "biallelicSites, contigs, alleleCountGroups, fingerprint, "
@@ -65,7 +71,8 @@ def ingest(
                         ) as update:
         result = ingest_dataset(node_dir, dataset, vcf, phenopackets=phenopackets,
                                 metadata=metadata, populations=populations, assembly=assembly,
-                                genes=genes, workers=workers, progress=update)
+                                genes=genes, workers=workers, progress=update,
+                                scheduler=scheduler)
     if as_json:
         print_json(_summary(result))
         return

@@ -77,8 +77,8 @@ def info(
 
 
 def _size(ds: Dataset) -> int:
-    """Bytes the dataset's current version takes on disk."""
-    return sum(f.stat().st_size for f in ds.path.rglob("*") if f.is_file())
+    """Bytes the dataset's current version takes in the store (on disk, or in S3)."""
+    return ds.stored.total_size()
 
 
 def _dataset_json(ds: Dataset, size: int) -> dict[str, Any]:

@@ -71,6 +71,31 @@ class AnalysisSettings(BaseModel):
     scheduler: str = ""
 
 
+class IngestSettings(BaseModel):
+    """How `genofed ingest` runs (owned by `genofed.ingest`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: A dask.distributed scheduler (e.g. tcp://10.0.0.5:8786) whose workers parse and write
+    #: the input's pieces; its workers must see the input file and the node directory at the
+    #: same paths (a shared filesystem). Empty = worker processes on this machine.
+    scheduler: str = ""
+
+
+class StoreSettings(BaseModel):
+    """Where the node's datasets live (owned by `genofed.store`). Credentials never go here:
+    they come from the standard AWS environment variables, shared config files or instance
+    role; the node's keys stay in `keys_dir` on this machine."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: `s3://BUCKET/PREFIX` keeps dataset versions in S3 (or an S3-compatible server); empty =
+    #: the local directory NODE_DIR/datasets.
+    url: str = Field(default="", pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)?$")
+    #: An S3-compatible server's address (e.g. http://minio:9000); empty = AWS.
+    endpoint_url: str = ""
+    #: The bucket's region; empty = what the AWS configuration says.
+    region: str = ""
+
+
 class VisaTrust(BaseModel):
     """One entry of the visa trust allow-list: visas from `iss` are accepted only when their `jku`
     is exactly this URL, checked before any key is fetched (GA4GH Passport v1.2)."""
@@ -114,8 +139,10 @@ class NodeConfig(BaseModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
     disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     def model_post_init(self, __context: object) -> None:
         if not _COUNTRY.match(self.country):
@@ -130,6 +157,8 @@ class NodePaths:
         self.root = root
         self.config_file = root / CONFIG_FILE
         self.datasets = root / "datasets"
+        #: Files of dataset versions kept in S3, fetched once (`Dataset.local_copy`).
+        self.cache = root / "cache"
         keys = Path(config.keys_dir)
         self.keys = keys if keys.is_absolute() else root / keys
         self.c4gh_secret_key = self.keys / "node.c4gh.sec"
@@ -169,6 +198,8 @@ _FIELD_HINTS = {
     "access.oidc_issuers": "a list of issuer URLs; `genofed access trust add` writes it for you",
     "access.dac_members": "a list of \"ISSUER|SUBJECT\" strings; use `genofed access dac add`",
     "federation.network_file": "use `genofed network join NODE_DIR NETWORK_FILE`",
+    "store.url": "s3://BUCKET or s3://BUCKET/PREFIX (a bucket name of 3-63 lower-case letters, "
+                 "digits, '.' and '-'); empty keeps datasets in NODE_DIR/datasets",
 }
 
 

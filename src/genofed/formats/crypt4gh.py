@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -255,20 +255,51 @@ def encrypt_bytes(data: bytes, recipient_public: bytes, writer_secret: bytes) ->
     return out.getvalue()
 
 
+class ByteSource(Protocol):
+    """Random access to stored bytes: a local file, or an object in S3 read by byte ranges."""
+
+    name: str
+
+    def size(self) -> int: ...
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Up to `length` bytes from `offset` (fewer only at the end)."""
+        ...
+
+
+class LocalFile:
+    """A :class:`ByteSource` over a local file: `os.pread` on a descriptor opened per call, so
+    threads may share it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+
+    def size(self) -> int:
+        return os.stat(self.path).st_size
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        with open(self.path, "rb") as handle:
+            return os.pread(handle.fileno(), length, offset)
+
+
 class EncryptedFile:
     """Random access to a stored Crypt4GH file by plaintext offset, one segment at a time.
 
-    Thread-safe: reads use `os.pread` on a descriptor opened per call.
+    `source` is a local path or any :class:`ByteSource` (an object in S3: only the byte ranges
+    asked for are fetched). Thread-safe: every read is a positioned read of its own.
     """
 
-    def __init__(self, path: Path, secret_key: bytes) -> None:
-        self.path = path
-        with open(path, "rb") as handle:
-            self.header = read_header(handle, secret_key, name=str(path))
-            size = os.fstat(handle.fileno()).st_size
+    def __init__(self, source: Path | ByteSource, secret_key: bytes) -> None:
+        self.source: ByteSource = LocalFile(source) if isinstance(source, Path) else source
+        #: What messages call the file: its path, or its s3:// URL.
+        self.path: Path | str = source if isinstance(source, Path) else source.name
+        size = self.source.size()
+        head = self.source.read_at(0, min(size, 1 << 16))
+        self.header = read_header(io.BytesIO(head), secret_key, name=self.source.name)
         if self.header.edit_list is not None:
-            raise Crypt4ghError(f"{path}: stored files never carry an edit list")
-        self.plaintext_size = plaintext_size(size - self.header.length, name=str(path))
+            raise Crypt4ghError(f"{self.source.name}: stored files never carry an edit list")
+        self.plaintext_size = plaintext_size(size - self.header.length, name=self.source.name)
         self.segments = -(-self.plaintext_size // SEGMENT_SIZE)
         self._keys = self.header.session_keys
 
@@ -289,34 +320,30 @@ class EncryptedFile:
 
     def iter_ciphertext(self, first: int, stop: int, *, chunk: int = 4 << 20) -> Iterator[bytes]:
         offset, length = self.ciphertext_span(first, stop)
-        with open(self.path, "rb") as handle:
-            fd = handle.fileno()
-            while length > 0:
-                data = os.pread(fd, min(chunk, length), offset)
-                if not data:
-                    raise Crypt4ghError(f"{self.path}: shorter than its header says")
-                offset += len(data)
-                length -= len(data)
-                yield data
+        while length > 0:
+            data = self.source.read_at(offset, min(chunk, length))
+            if not data:
+                raise Crypt4ghError(f"{self.path}: shorter than its header says")
+            offset += len(data)
+            length -= len(data)
+            yield data
 
     def iter_segments(self, first: int, stop: int, *, batch: int = 32) -> Iterator[bytes]:
         """Plaintext of segments [first, stop), authenticated one by one."""
         cipher = SegmentCipher(self._keys)
         stop = min(stop, self.segments)
-        with open(self.path, "rb") as handle:
-            fd = handle.fileno()
-            for lo in range(first, stop, batch):
-                hi = min(stop, lo + batch)
-                offset, length = self.ciphertext_span(lo, hi)
-                data = memoryview(os.pread(fd, length, offset))
-                if len(data) != length:
-                    raise Crypt4ghError(f"{self.path}: truncated at segment {lo}")
-                for start in range(0, length, CIPHER_SEGMENT_SIZE):
-                    try:
-                        yield cipher.open(data[start : start + CIPHER_SEGMENT_SIZE])
-                    except Crypt4ghError as exc:
-                        segment = lo + start // CIPHER_SEGMENT_SIZE
-                        raise Crypt4ghError(f"{self.path}: segment {segment}: {exc}") from None
+        for lo in range(first, stop, batch):
+            hi = min(stop, lo + batch)
+            offset, length = self.ciphertext_span(lo, hi)
+            data = memoryview(self.source.read_at(offset, length))
+            if len(data) != length:
+                raise Crypt4ghError(f"{self.path}: truncated at segment {lo}")
+            for start in range(0, length, CIPHER_SEGMENT_SIZE):
+                try:
+                    yield cipher.open(data[start : start + CIPHER_SEGMENT_SIZE])
+                except Crypt4ghError as exc:
+                    segment = lo + start // CIPHER_SEGMENT_SIZE
+                    raise Crypt4ghError(f"{self.path}: segment {segment}: {exc}") from None
 
     def iter_plaintext(self, start: int, stop: int) -> Iterator[bytes]:
         """Plaintext bytes [start, stop) in pieces of up to a few segments."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -68,10 +69,20 @@ def parse_piece(context: WorkerContext, piece: Piece) -> PieceResult:
                          records.position, records.ids, records.alleles, records.quality,
                          records.filters, allele_counts(records, context.classes), records.flags,
                          aligned)
-    np.save(_spill_path(context.spill, piece.index, "gt"), records.genotypes)
+    _spill(_spill_path(context.spill, piece.index, "gt"), records.genotypes)
     if result.phase_spilled:  # the chunk writers read the same property
-        np.save(_spill_path(context.spill, piece.index, "ph"), records.phased)
+        _spill(_spill_path(context.spill, piece.index, "ph"), records.phased)
     return result
+
+
+def _spill(path: Path, array: np.ndarray) -> None:
+    """`np.save`, atomically: on a Dask cluster a piece may be parsed twice at once (the
+    scheduler reruns the tasks of a worker it lost touch with), and a chunk writer must never
+    read a spill that the other run is rewriting."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)
 
 
 # -- genotype chunks ------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from genofed import __version__
-from genofed.config.node import NodePaths, load_config
+from genofed.config.node import NodeConfig, NodePaths, load_config
 from genofed.errors import InputError
 from genofed.formats.bgzf_layout import BlockRow, KnownLayout
 from genofed.formats.crypt4gh import KeyPair
@@ -46,11 +46,12 @@ from genofed.ingest.pieces import (
 )
 from genofed.ingest.sources import Piece, VcfSource
 from genofed.ingest.vcf_records import PieceLineError
-from genofed.ingest.work import WorkerContext, WorkManager
+from genofed.ingest.work import Cluster, WorkerContext, WorkManager
 from genofed.store import genotypes, layout, sites
 from genofed.store import individuals as individuals_table
 from genofed.store.archive import archive_ingested_variants, node_keys
 from genofed.store.metadata import DatasetMetadata
+from genofed.store.progress import ProgressFile
 
 #: progress(stage, done, total): stages are "parse" and "write" (units: bytes / chunks).
 ProgressCallback = Callable[[str, int, int], None]
@@ -80,13 +81,19 @@ class _Inputs:
 def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | None = None,
            metadata: Path | None = None, populations: Path | None = None,
            assembly: str | None = None, genes: Path | None = None, workers: int | None = None,
-           progress: ProgressCallback | None = None) -> IngestResult:
+           progress: ProgressCallback | None = None,
+           scheduler: str | None = None) -> IngestResult:
     """Ingest one dataset into a node; see the module docstring. Raises IngestError subclasses.
 
     `workers`: worker processes (default: one per core); with 1, everything runs in this
-    process (a debugger can step through it)."""
+    process (a debugger can step through it). `scheduler`: the address of a dask.distributed
+    scheduler whose workers do the work instead (`workers` is then ignored); None: node.toml's
+    `[ingest] scheduler`; empty: this machine (see :mod:`genofed.ingest.cluster`)."""
     started = time.perf_counter()
-    paths = NodePaths(node_dir, load_config(node_dir))
+    config = load_config(node_dir)
+    cluster = _cluster(scheduler, config)
+    # Workers elsewhere would resolve a relative node directory against their own.
+    paths = NodePaths(node_dir.absolute() if cluster else node_dir, config)
     meta = inputs.load_dataset_metadata(dataset_id, metadata, assembly)
     source = VcfSource(vcf)
     samples = source.header.samples
@@ -104,13 +111,34 @@ def ingest(node_dir: Path, dataset_id: str, vcf: Path, *, phenopackets: Path | N
                 return IngestResult(dataset_id, manifest.version, True, manifest,
                                     time.perf_counter() - started, draft.previous,
                                     _sizes(draft.previous))
-        with _without_cycle_collection():  # inherited by the forked workers
-            manifest = _build_version(draft, given, workers or _cores(), progress)
-        if gene_table is not None:
-            pq.write_table(gene_table, draft.staging / layout.GENES)
-        final = draft.publish(manifest)
+        under_way = ProgressFile(draft.root)  # what the node's /metrics shows meanwhile
+        try:
+            with _without_cycle_collection():  # inherited by the forked workers
+                manifest = _build_version(draft, given, workers or _cores(),
+                                          _reporting(under_way, progress), cluster)
+            if gene_table is not None:
+                pq.write_table(gene_table, draft.staging / layout.GENES)
+            final = draft.publish(manifest)
+        finally:
+            under_way.remove()
     return IngestResult(dataset_id, manifest.version, False, manifest,
                         time.perf_counter() - started, final, _sizes(final))
+
+
+def _reporting(under_way: ProgressFile, progress: ProgressCallback | None) -> ProgressCallback:
+    def report(stage: str, done: int, total: int) -> None:
+        under_way.report(stage, done, total)
+        if progress is not None:
+            progress(stage, done, total)
+
+    return report
+
+
+def _cluster(scheduler: str | None, config: NodeConfig) -> Cluster | None:
+    """The scheduler given, else node.toml's; None: ingest on this machine."""
+    if scheduler is None:
+        return Cluster(config.ingest.scheduler) if config.ingest.scheduler else None
+    return Cluster(scheduler, "--scheduler") if scheduler else None
 
 
 def _cores() -> int:
@@ -133,7 +161,8 @@ def _without_cycle_collection() -> Iterator[None]:
 
 
 def _build_version(draft: layout.VersionDraft, given: _Inputs, workers: int,
-                   progress: ProgressCallback | None) -> layout.Manifest:
+                   progress: ProgressCallback | None,
+                   cluster: Cluster | None = None) -> layout.Manifest:
     staging, source = draft.staging, given.source
     samples = source.header.samples
     sexes = {s: p.sex for s, p in given.people.items()} if given.people else None
@@ -149,7 +178,7 @@ def _build_version(draft: layout.VersionDraft, given: _Inputs, workers: int,
     results: list[PieceResult] = []
     offsets = [0]
     spills = SpillTracker(spill)
-    with WorkManager(context, workers) as work:
+    with WorkManager(context, workers, cluster) as work:
         queue = iter(pieces)
         parsing: deque[tuple[Piece, Future[PieceResult]]] = deque()
         writes: list[Future[None]] = []
@@ -167,8 +196,12 @@ def _build_version(draft: layout.VersionDraft, given: _Inputs, workers: int,
 
         # A bgzipped VCF is archived once parsed: the parse has seen every block, so the
         # archive need not inflate it again. Other inputs are archived alongside the parse.
+        # Archiving needs the node's secret key, which never goes to a cluster's workers: there
+        # this process archives, at the end.
+        archive_here = work.cluster is not None
+        known: KnownLayout | None = None
         archived = (work.submit(_archive, (given.keys, staging, draft.previous, None))
-                    if source.kind != "bgzf-vcf" else None)
+                    if source.kind != "bgzf-vcf" and not archive_here else None)
         for _ in range(work.workers + 1):
             parse_next()
         done_bytes = 0
@@ -193,21 +226,24 @@ def _build_version(draft: layout.VersionDraft, given: _Inputs, workers: int,
                          estimated if source.blocks else len(pieces))
         n_records = offsets[-1]
         write_chunks(n_records, n_records)
+        if source.kind == "bgzf-vcf":
+            known = KnownLayout([BlockRow(b.offset, b.size, b.payload_size)
+                                 for b in source.blocks],
+                                header_size=len(source.header.text.encode()),
+                                aligned=all(r.lines_aligned for r in results))
+            if not archive_here:  # a worker archives once it has written the last chunks
+                archived = work.submit(_archive, (given.keys, staging, draft.previous, known))
         # Everything else is written here while the workers compress the last chunks.
         contigs = _contigs(source, results)
         genotypes.write_metadata(group, _variant_columns(source, results, contigs), len(samples),
                                  header=_header_without_samples(source.header.text),
                                  assembly_id=given.meta.assembly_id)
-        n_sites = sites.write_sites(staging / layout.SITES, contigs,
+        n_sites = sites.write_sites(staging, contigs,
                                     _site_rows(results, offsets, contigs), group_names)
         individuals_table.write(staging, inputs.individual_rows(samples, given.people,
                                                                 given.populations), given.keys)
         (staging / layout.METADATA).write_text(given.meta.to_json())
         if archived is None:
-            known = KnownLayout([BlockRow(b.offset, b.size, b.payload_size)
-                                 for b in source.blocks],
-                                header_size=len(source.header.text.encode()),
-                                aligned=all(r.lines_aligned for r in results))
             _archive(context, (given.keys, staging, draft.previous, known))
         for i, write in enumerate(writes):
             write.result()
@@ -227,8 +263,8 @@ def _build_version(draft: layout.VersionDraft, given: _Inputs, workers: int,
 
 def _archive(context: WorkerContext,
              job: tuple[KeyPair, Path, Path | None, KnownLayout | None]) -> None:
-    """Keep the original VCF/BCF encrypted in the version (a task: runs in a worker when the
-    parse has not seen the file's blocks)."""
+    """Keep the original VCF/BCF encrypted in the version (a task: a worker of the local pool
+    runs it, or this process on a cluster)."""
     keys, staging, previous, known = job
     archive_ingested_variants(keys, staging, context.source.path, previous, known=known)
 
@@ -280,20 +316,18 @@ def _site_rows(results: list[PieceResult], offsets: list[int],
     for result, offset in zip(results, offsets, strict=False):
         local = np.asarray([index[n] for n in result.contigs], dtype=np.int32)
         records = result.counts.record
-        ref_len = np.fromiter((len(a[0]) for a in result.alleles), dtype=np.int32,
-                              count=result.n_records)
-        refs: list[str] = []
-        alts: list[str] = []
-        ids: list[str] = []
-        for r, a in zip(records.tolist(), result.counts.allele.tolist(), strict=True):
-            allele_list = result.alleles[r]
-            refs.append(allele_list[0])
-            alts.append(allele_list[a] if a else ".")
-            ids.append(result.ids[r])
+        allele = result.counts.allele
+        alleles = genotypes.pad_string_lists(result.alleles, "")  # (records, alleles)
+        ref_len = np.fromiter(map(len, alleles[:, 0]), dtype=np.int32, count=len(alleles))
+        picked = alleles[records]
+        alts = picked[np.arange(len(records)), allele.astype(np.int64)]
+        alts[allele == 0] = "."  # a record without ALT
         pos = result.position[records]
         parts.append(sites.SiteRows(
             contig=local[result.contig[records]] if len(records) else np.empty(0, np.int32),
-            pos=pos, end=pos + ref_len[records] - 1, ids=ids, refs=refs, alts=alts,
+            pos=pos, end=pos + ref_len[records] - 1,
+            ids=np.asarray(result.ids, dtype=object)[records].tolist(),
+            refs=picked[:, 0].tolist(), alts=alts.tolist(),
             variant_index=records + int(offset), allele_index=result.counts.allele,
             ac=result.counts.ac, an=result.counts.an))
     return parts

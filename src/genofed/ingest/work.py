@@ -1,11 +1,13 @@
-"""Ingest's work manager: runs tasks on a pool of forked worker processes, or in this process.
+"""Ingest's work manager: runs tasks on a pool of forked worker processes, in this process, or
+on the workers of a dask.distributed cluster (:mod:`genofed.ingest.cluster`).
 
 A task is a plain function `task(context, item)`: everything it needs beyond its item comes in the
 :class:`WorkerContext` it is given, so it can be called (and stepped through in a debugger)
 directly. With more than one worker, the context reaches each worker process once, through the
 pool's initializer (fork: inherited, not pickled, however large the input held in memory), and a
 small trampoline hands it to every task the worker runs; only items and results cross processes.
-With one worker, tasks run in the calling process when they are submitted.
+With one worker, tasks run in the calling process when they are submitted. On a cluster, the
+context is sent to each worker once and tasks run there; their futures behave as the pool's.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from genofed.errors import IngestError
+from genofed.config.cluster import connect
+from genofed.errors import IngestClusterError, IngestError
 from genofed.ingest.counting import SampleClasses
 from genofed.ingest.sources import VcfSource
 from genofed.store.genotypes import ChunkWriter
+
+if TYPE_CHECKING:
+    from genofed.ingest.cluster import ClusterWork
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,6 +45,15 @@ class WorkerContext:
     classes: SampleClasses
     #: Writes genotype chunks; each worker process has its own copy (and buffers).
     chunks: ChunkWriter
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A dask.distributed scheduler to run the tasks on, and where its address was given (for
+    the errors that name it)."""
+
+    address: str
+    setting: str = "ingest.scheduler in node.toml"
 
 
 # The context of this worker process, set once by the pool's initializer (never in the parent).
@@ -85,20 +100,33 @@ class WorkManager:
     """`submit(task, item)` -> a Future of `task(context, item)`; use as a context manager.
 
     A worker that dies (e.g. killed for memory) fails the ingest with an :class:`IngestError`
-    saying so; any other exception of a task is raised by its Future as it was raised."""
+    saying so; any other exception of a task is raised by its Future as it was raised.
 
-    def __init__(self, context: WorkerContext, workers: int) -> None:
+    With a `cluster`, `workers` is ignored: once entered, :attr:`workers` is the number of
+    threads of the cluster's workers."""
+
+    def __init__(self, context: WorkerContext, workers: int,
+                 cluster: Cluster | None = None) -> None:
         self.context = context
         self.workers = max(1, workers)
+        self.cluster = cluster
         self._pool: ProcessPoolExecutor | None = None
         self._codec_threads: int | None = None
+        self._remote: ClusterWork | None = None
 
     @property
     def in_process(self) -> bool:
-        return self.workers == 1
+        return self.workers == 1 and self.cluster is None
 
     def __enter__(self) -> WorkManager:
-        if self.in_process:
+        if self.cluster is not None:
+            client = connect(self.cluster.address, setting=self.cluster.setting,
+                             error=IngestClusterError)
+            from genofed.ingest.cluster import ClusterWork  # dask.distributed is installed
+
+            self._remote = ClusterWork(self.context, self.cluster, client)
+            self.workers = self._remote.start()
+        elif self.in_process:
             self._codec_threads = _single_codec_thread()
         else:
             self._pool = ProcessPoolExecutor(
@@ -107,6 +135,8 @@ class WorkManager:
         return self
 
     def submit(self, task: Callable[[WorkerContext, T], R], item: T) -> Future[R]:
+        if self._remote is not None:
+            return self._remote.submit(task, item)
         if self._pool is not None:
             return self._pool.submit(_trampoline, task, item)
         future: Future[R] = Future()
@@ -117,11 +147,16 @@ class WorkManager:
         return future
 
     def cancel_pending(self) -> None:
+        if self._remote is not None:
+            self._remote.cancel_pending()
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
+        if self._remote is not None:
+            self._remote.stop(failed=error is not None)
+            self._remote = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=error is not None)
             self._pool = None

@@ -18,6 +18,7 @@ from genofed.access.exposure import ExposureLedger
 from genofed.access.governance import Governance
 from genofed.access.http import AccessContext, Authenticator
 from genofed.access.identity.live import NodeAuthenticator
+from genofed.access.query_budget import SharedQueryBudget
 from genofed.access.router import router as access_router
 from genofed.analysis.http import node_router as analysis_node_router
 from genofed.analysis.node import AnalysisNode
@@ -41,7 +42,7 @@ from genofed.store.node import NodeStore
 
 
 def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
-               budget: QueryBudget | None = None) -> FastAPI:
+               budget: QueryBudget | SharedQueryBudget | None = None) -> FastAPI:
     """The node's ASGI app. Bearer tokens are checked by `authenticator` (default: OIDC tokens
     and GA4GH Passports from the issuers and visa signers the node's config trusts)."""
     store = NodeStore.open(node_dir)
@@ -67,7 +68,8 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
                               lambda: live.current().disclosure.exposure_budget)
     app.state.beacon = BeaconState(
         service=BeaconService(store, live, exposure),
-        budget=budget or QueryBudget(disclosure.query_budget, disclosure.budget_window_seconds),
+        budget=budget or SharedQueryBudget(governance.db, disclosure.query_budget,
+                                           disclosure.budget_window_seconds),
     )
     app.state.access = AccessContext(
         authenticator=authenticator or NodeAuthenticator(node_dir, live),
@@ -89,8 +91,8 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
                               large_bodies={ANALYSIS_ENDPOINT: MAX_MESSAGE})
     app.add_middleware(ConfigGuard, live=live, beacon_id=beacon_id(node_id))
     metrics = Metrics()
-    app.include_router(operations_router(store, governance.db, metrics, lambda: {
-        "genofed_datasets": ("Datasets this node serves", float(len(store.dataset_ids())))}))
+    app.include_router(operations_router(store, governance.db, metrics,
+                                         lambda: governance.audit.decisions))
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: times everything
     finish_document(app, beacon_prefix="/beacon", node=True)
     return app

@@ -1,9 +1,10 @@
 """What a node operator watches: `GET /health` (liveness, and readiness: the store and the
 governance database answer) and `GET /metrics` (Prometheus text format: requests and their
-latency per route, the datasets served).
+latency per route, access decisions, the datasets served, ingests under way).
 
 Counters live in each server process, as Prometheus' client libraries keep them: with
-`--workers N` each scrape reads one worker.
+`--workers N` each scrape reads one worker. Ingest progress is read from the store, so every
+worker reports every ingest.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from genofed import __version__
 from genofed.access.db import GovernanceDB
 from genofed.store.node import NodeStore
+from genofed.store.progress import ingests_under_way
 
+#: A labelled series: label pairs -> value.
+Series = dict[tuple[tuple[str, str], ...], float]
 #: Upper bounds (seconds) of the latency histogram's buckets.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -48,8 +52,10 @@ class Metrics:
             self._sums[route] = self._sums.get(route, 0.0) + seconds
             self._counts[route] += 1
 
-    def render(self, gauges: dict[str, tuple[str, float]]) -> str:
-        """The Prometheus text exposition, with `gauges` (name -> help, value) appended."""
+    def render(self, gauges: dict[str, tuple[str, float | Series]],
+               counters: dict[str, tuple[str, Series]] | None = None) -> str:
+        """The Prometheus text exposition, with `counters` and `gauges` (name -> help, value
+        or labelled series) appended."""
         lines = ["# HELP genofed_http_requests_total HTTP requests answered, by route template",
                  "# TYPE genofed_http_requests_total counter"]
         with self._lock:
@@ -69,9 +75,14 @@ class Metrics:
                              f"{self._sums[route]:.6f}")
                 lines.append(f"genofed_http_request_duration_seconds_count{{{label}}} "
                              f"{self._counts[route]}")
-        for name, (help_text, value) in sorted(gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
-                      f"{name} {value:g}"]
+        for kind, metrics in (("counter", counters or {}), ("gauge", gauges)):
+            for name, (help_text, value) in sorted(metrics.items()):
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+                series = value if isinstance(value, dict) else {(): value}
+                for labels, number in sorted(series.items()):
+                    text = ",".join(f'{key}="{_escape(val)}"' for key, val in labels)
+                    lines.append(f"{name}{{{text}}} {number:g}" if text
+                                 else f"{name} {number:g}")
         return "\n".join(lines) + "\n"
 
 
@@ -121,9 +132,10 @@ def _template(scope: Scope) -> str:
 
 
 def operations_router(store: NodeStore, db: GovernanceDB, metrics: Metrics,
-                      extra_gauges: Callable[[], dict[str, tuple[str, float]]] | None = None
+                      decisions: Callable[[], Counter[tuple[str, str]]] | None = None
                       ) -> APIRouter:
-    """`/health` and `/metrics` for a node."""
+    """`/health` and `/metrics` for a node; `decisions`: this process's access decisions by
+    (action, decision), as the audit log counts them."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/health", summary="Liveness and readiness")
@@ -149,11 +161,39 @@ def operations_router(store: NodeStore, db: GovernanceDB, metrics: Metrics,
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     def prometheus() -> PlainTextResponse:
-        gauges = {"genofed_uptime_seconds": ("Seconds since this server process started",
-                                             time.time() - metrics.started)}
-        if extra_gauges is not None:
-            gauges.update(extra_gauges())
-        return PlainTextResponse(metrics.render(gauges),
+        gauges: dict[str, tuple[str, float | Series]] = {
+            "genofed_uptime_seconds": ("Seconds since this server process started",
+                                       time.time() - metrics.started),
+            "genofed_datasets": ("Datasets this node serves", float(len(store.dataset_ids())))}
+        gauges.update(_ingest_gauges(store))
+        counters: dict[str, tuple[str, Series]] = {}
+        if decisions is not None:
+            counters["genofed_access_decisions_total"] = (
+                "Release decisions written to the audit log by this process, by action and "
+                "decision",
+                {(("action", action), ("decision", decision)): float(n)
+                 for (action, decision), n in decisions().items()})
+        return PlainTextResponse(metrics.render(gauges, counters),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return router
+
+
+def _ingest_gauges(store: NodeStore) -> dict[str, tuple[str, float | Series]]:
+    """Ingests writing a dataset of this node now: stage, units done and to do, and since when."""
+    under_way = ingests_under_way(store.paths.datasets)
+    done: Series = {}
+    total: Series = {}
+    started: Series = {}
+    for ingest in under_way:
+        labels = (("dataset", ingest.dataset_id), ("stage", ingest.stage))
+        done[labels], total[labels] = float(ingest.done), float(ingest.total)
+        started[(("dataset", ingest.dataset_id),)] = ingest.started
+    return {
+        "genofed_ingests_running": ("Ingests writing a new dataset version now",
+                                    float(len(under_way))),
+        "genofed_ingest_done": ("Work an ingest has done in its current stage (parse: bytes "
+                                "of input, write: genotype chunks)", done),
+        "genofed_ingest_total": ("Work of an ingest's current stage, in the same units", total),
+        "genofed_ingest_started_seconds": ("Unix time an ingest under way began", started),
+    }

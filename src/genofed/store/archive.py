@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from genofed.config.node import NodePaths, load_config
+from genofed.config.node import NodeConfig, NodePaths, load_config
 from genofed.errors import ArchiveError, Crypt4ghError
 from genofed.formats.bgzf_layout import KnownLayout
 from genofed.formats.crypt4gh import KeyPair
 from genofed.store import layout
 from genofed.store.archive_writer import archive_file
+from genofed.store.backends import open_backend
+from genofed.store.metadata import DATASET_ID_PATTERN
 from genofed.store.originals import (
     CATALOGUE_PATH,
     ROLE_ADDED,
@@ -34,6 +36,7 @@ from genofed.store.originals import (
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_DATASET_ID = re.compile(DATASET_ID_PATTERN)
 
 
 @dataclass
@@ -93,7 +96,8 @@ def add_file(node_dir: Path, dataset_id: str, source: Path, *, index: Path | Non
              name: str | None = None) -> AddResult:
     """Archive one more file into a dataset: a new version holding everything the current one
     holds plus the file, published atomically."""
-    paths = NodePaths(node_dir, load_config(node_dir))
+    config = load_config(node_dir)
+    paths = NodePaths(node_dir, config)
     keys = node_keys(paths)
     if not source.is_file():
         raise ArchiveError(f"{source}: no such file")
@@ -103,7 +107,7 @@ def add_file(node_dir: Path, dataset_id: str, source: Path, *, index: Path | Non
     if not _NAME.match(name):
         raise ArchiveError(f"file name {name!r} is not usable as an htsget id part: use "
                            "letters, digits, '.', '_' and '-' (give one with --name)")
-    with _file_version(paths, dataset_id) as (draft, catalogue):
+    with _file_version(paths, config, dataset_id) as (draft, catalogue):
         target = draft.staging / layout.FILES
         target.mkdir(exist_ok=True)
         entry = archive_file(source, target, name=name, role=ROLE_ADDED, keys=keys, index=index)
@@ -120,9 +124,10 @@ def set_plain_delivery(node_dir: Path, dataset_id: str, allowed: bool) -> Delive
     node only Crypt4GH-encrypted for the requester. The setting lives in the dataset's (encrypted)
     file catalogue, so a change publishes a new version; asking for the setting the dataset
     already has changes nothing."""
-    paths = NodePaths(node_dir, load_config(node_dir))
+    config = load_config(node_dir)
+    paths = NodePaths(node_dir, config)
     keys = node_keys(paths)
-    with _file_version(paths, dataset_id) as (draft, catalogue):
+    with _file_version(paths, config, dataset_id) as (draft, catalogue):
         assert draft.previous is not None
         if catalogue.plain_delivery == allowed:
             return DeliveryResult(dataset_id, draft.previous.name, allowed, False)
@@ -132,17 +137,19 @@ def set_plain_delivery(node_dir: Path, dataset_id: str, allowed: bool) -> Delive
 
 
 @contextmanager
-def _file_version(paths: NodePaths,
+def _file_version(paths: NodePaths, config: NodeConfig,
                   dataset_id: str) -> Iterator[tuple[layout.VersionDraft, Catalogue]]:
     """A new version of a published dataset with the previous version's files linked in, and
     its file catalogue (decrypted) to change before :func:`_publish`."""
-    root = layout.dataset_root(paths.datasets, dataset_id)
-    if not root.is_dir() or layout.current_version(root) is None:
+    backend = open_backend(paths, config.store)
+    current = backend.current(dataset_id) if _DATASET_ID.match(dataset_id) else None
+    if current is None:
         raise ArchiveError(f"dataset {dataset_id!r} has no published version on this node; "
                            "ingest its VCF/BCF first (`genofed ingest`)")
-    with layout.new_version(paths.datasets, dataset_id) as draft:
+    with layout.new_version(backend, dataset_id) as draft:
         assert draft.previous is not None
-        catalogue = read_catalogue(draft.previous, node_keys(paths))
+        catalogue = read_catalogue(backend.open(dataset_id, draft.previous.name),
+                                   node_keys(paths))
         draft.link_previous(skip=frozenset({CATALOGUE_PATH}))
         yield draft, catalogue
 
@@ -158,16 +165,17 @@ def _publish(draft: layout.VersionDraft, catalogue: Catalogue, keys: KeyPair) ->
 def list_files(node_dir: Path) -> list[tuple[str, str, bool, CatalogueEntry]]:
     """(dataset id, version, plain delivery allowed, entry) for every archived file of every
     published dataset."""
-    paths = NodePaths(node_dir, load_config(node_dir))
+    config = load_config(node_dir)
+    paths = NodePaths(node_dir, config)
     keys = node_keys(paths)
+    backend = open_backend(paths, config.store)
     rows: list[tuple[str, str, bool, CatalogueEntry]] = []
-    if paths.datasets.is_dir():
-        for root in sorted(p for p in paths.datasets.iterdir() if p.is_dir()):
-            version = layout.current_version(root)
-            if version is not None:
-                catalogue = read_catalogue(version, keys)
-                rows.extend((root.name, version.name, catalogue.plain_delivery, e)
-                            for e in catalogue.files)
+    for dataset_id in backend.dataset_names():
+        version = backend.current(dataset_id)
+        if version is not None and backend.published(dataset_id, version):
+            catalogue = read_catalogue(backend.open(dataset_id, version), keys)
+            rows.extend((dataset_id, version, catalogue.plain_delivery, e)
+                        for e in catalogue.files)
     return rows
 
 

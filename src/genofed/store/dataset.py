@@ -1,9 +1,10 @@
 """Reading one published version of a dataset: sites, genes, genotypes, individuals and the
 file catalogue, each through the module of this package that also writes it.
 
-Sites are held in memory as an Arrow table with per-contig sorted positions, so point and range
-lookups are a binary search (microseconds) rather than a query-engine round trip; DuckDB is there
-for ad-hoc SQL over the same Parquet (:meth:`Dataset.sql`).
+Sites are read through their memory-mapped index (:mod:`genofed.store.site_columns`): point and
+range lookups are binary searches (microseconds) over columns the kernel pages in on demand, so a
+server's memory does not grow with the number of sites; DuckDB is there for ad-hoc SQL over the
+same rows in Parquet (:meth:`Dataset.sql`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import pyarrow.parquet as pq
 
 from genofed.store import individuals as individuals_table
 from genofed.store import layout
+from genofed.store.contigs import normalize_contig
 from genofed.store.genotypes import GenotypeReader
 from genofed.store.layout import Manifest
-from genofed.store.metadata import DatasetMetadata, load_metadata
+from genofed.store.metadata import DatasetMetadata, parse_metadata
 from genofed.store.originals import Catalogue, read_catalogue
-from genofed.store.sites import SiteIndex, normalize_contig
+from genofed.store.site_columns import SiteColumns, StringColumn
+from genofed.store.versions import VersionFiles, as_version
 
 #: Up to this many records, genotype_block reads rows straight from the compressed chunks.
 _FEW_VARIANTS = 64
@@ -53,48 +56,77 @@ class GenotypeBlock:
 class Dataset:
     """A published dataset version (immutable; safe to share between threads)."""
 
-    def __init__(self, version_dir: Path, secret_key: bytes | None = None) -> None:
-        """`secret_key`: the node's Crypt4GH secret key, which opens the individuals table."""
-        self.path = version_dir
+    def __init__(self, version: Path | VersionFiles, secret_key: bytes | None = None) -> None:
+        """`version`: a version directory, or the files the store opened (on disk or in S3).
+        `secret_key`: the node's Crypt4GH secret key, which opens the individuals table."""
+        #: Where the version's files are (read through this, whatever the backend).
+        self.stored = as_version(version)
+        #: The version's directory on this machine (for a store in S3, its local cache, which
+        #: holds only what :meth:`local_copy` fetched).
+        self.path = self.stored.local_dir
         self._secret_key = secret_key
-        self.manifest = Manifest.read(version_dir)
-        self.metadata: DatasetMetadata = load_metadata(version_dir / layout.METADATA)
+        self.manifest = Manifest.parse(self.stored.read_bytes(layout.MANIFEST))
+        self.metadata: DatasetMetadata = parse_metadata(
+            self.stored.read_bytes(layout.METADATA),
+            f"{self.stored.location}/{layout.METADATA}")
         self.id = self.manifest.dataset_id
         self.version = self.manifest.version
 
+    def local_copy(self, relative: str) -> Path:
+        """A local path of one of this version's files or directories (versions are immutable,
+        so a store kept elsewhere may fetch it once into a node-local cache)."""
+        return self.stored.local_copy(relative)
+
     # -- sites -------------------------------------------------------------------------------
     @functools.cached_property
-    def sites(self) -> pa.Table:
-        """All biallelic rows: contig, pos, end, id, ref, alt, variant_index, allele_index,
-        ac, an, af and ac_<group>/an_<group> per allele-count group."""
-        return pq.read_table(self.path / layout.SITES, memory_map=True)
+    def _sites(self) -> SiteColumns:
+        index = self.local_copy(layout.SITES_INDEX)
+        if index.is_dir():
+            return SiteColumns.open(index)
+        # A version written before the index existed: its sites are held in memory.
+        return SiteColumns.from_table(pq.read_table(self.local_copy(layout.SITES)))
 
-    @functools.cached_property
-    def _site_index(self) -> SiteIndex:
-        return SiteIndex(self.sites)
+    @property
+    def sites(self) -> pa.Table:
+        """Every biallelic row (contig, pos, end, id, ref, alt, variant_index, allele_index, ac,
+        an, af and ac_<group>/an_<group> per allele-count group), read whole each time: for
+        exports; lookups use :meth:`site_rows` and :meth:`site_table`."""
+        return self._sites.table(slice(None))
+
+    @property
+    def n_site_rows(self) -> int:
+        return self._sites.n_rows
+
+    def site_table(self, rows: slice | np.ndarray) -> pa.Table:
+        """Rows of the sites table (a slice or row numbers), with the Parquet file's columns."""
+        return self._sites.table(rows)
 
     def site_column(self, name: str) -> np.ndarray:
-        """A sites column as a NumPy array (object dtype for strings), decoded once and kept:
-        per-query work on a handful of rows is then plain indexing, not an Arrow kernel call."""
-        cached = self._site_columns.get(name)
-        if cached is None:
-            column = self.sites.column(name)
-            cached = (np.asarray(column.to_pylist(), dtype=object)
-                      if pa.types.is_string(column.type) else column.to_numpy())
-            self._site_columns[name] = cached
-        return cached
+        """A numeric sites column (memory-mapped: indexing reads only the rows it picks)."""
+        column = self._sites.column(name)
+        if isinstance(column, StringColumn):
+            raise TypeError(f"sites column {name!r} holds strings: use site_strings")
+        return column
 
-    @functools.cached_property
-    def _site_columns(self) -> dict[str, np.ndarray]:
-        return {}
+    def site_strings(self, name: str) -> StringColumn:
+        """A string sites column ("id", "ref" or "alt"): indexing decodes only what it picks."""
+        column = self._sites.column(name)
+        if not isinstance(column, StringColumn):
+            raise TypeError(f"sites column {name!r} is numeric: use site_column")
+        return column
+
+    @property
+    def site_contigs(self) -> list[str]:
+        """Contig names that :meth:`site_column`("contig") codes index."""
+        return self._sites.contig_names
 
     # -- genes -------------------------------------------------------------------------------
     @functools.cached_property
     def _genes(self) -> dict[str, list[tuple[str, int, int]]] | None:
-        path = self.path / layout.GENES
-        if not path.is_file():
+        content = self.stored.read_optional(layout.GENES)
+        if content is None:
             return None
-        table = pq.read_table(path).to_pydict()
+        table = pq.read_table(pa.BufferReader(content)).to_pydict()
         genes: dict[str, list[tuple[str, int, int]]] = {}
         for contig, start, end, aliases in zip(table["contig"], table["start"], table["end"],
                                                table["aliases"], strict=True):
@@ -115,25 +147,24 @@ class Dataset:
         return list(self.manifest.contigs)
 
     def has_contig(self, name: str) -> bool:
-        return name in self._site_index or normalize_contig(name) in {
+        return name in self._sites or normalize_contig(name) in {
             normalize_contig(c) for c in self.manifest.contigs}
 
     def site_rows(self, contig: str, start: int, end: int | None = None) -> tuple[int, int,
                                                                                     np.ndarray]:
         """Row numbers of sites overlapping [start, end] (1-based, inclusive); a point if end is
         None (sites starting at `start`). Returns (lo, hi, mask over rows lo..hi)."""
-        return self._site_index.rows(contig, start, end)
+        return self._sites.rows(contig, start, end)
 
     def sites_at(self, contig: str, position: int) -> pa.Table:
         """Biallelic rows whose POS equals `position` (1-based)."""
         lo, hi, _mask = self.site_rows(contig, position)
-        return self.sites.slice(lo, hi - lo)
+        return self.site_table(slice(lo, hi))
 
     def sites_in_range(self, contig: str, start: int, end: int) -> pa.Table:
         """Biallelic rows overlapping [start, end] (1-based, inclusive): REF span counts."""
         lo, hi, mask = self.site_rows(contig, start, end)
-        table = self.sites.slice(lo, hi - lo)
-        return table if mask.all() else table.filter(pa.array(mask))
+        return self.site_table(slice(lo, hi) if mask.all() else np.arange(lo, hi)[mask])
 
     def find_variant(self, contig: str, position: int, ref: str, alt: str) -> pa.Table:
         table = self.sites_at(contig, position)
@@ -145,7 +176,7 @@ class Dataset:
     # -- genotypes ---------------------------------------------------------------------------
     @functools.cached_property
     def _genotype_reader(self) -> GenotypeReader:
-        return GenotypeReader(self.path / layout.GENOTYPES, self.manifest.n_records,
+        return GenotypeReader(self.stored, self.manifest.n_records,
                               self.manifest.n_samples)
 
     @property
@@ -192,7 +223,7 @@ class Dataset:
     # -- individuals -------------------------------------------------------------------------
     @functools.cached_property
     def individuals(self) -> pa.Table:
-        return individuals_table.read(self.path, self._secret_key)
+        return individuals_table.read(self.stored, self._secret_key)
 
     @property
     def individuals_loaded(self) -> bool:
@@ -231,7 +262,7 @@ class Dataset:
 
         connection = duckdb.connect()
         try:
-            path = str(self.path / layout.SITES).replace("'", "''")
+            path = str(self.local_copy(layout.SITES)).replace("'", "''")
             connection.execute(f"CREATE VIEW sites AS SELECT * FROM read_parquet('{path}')")
             connection.register("individuals", self.individuals)  # decrypted in memory only
             return connection.sql(query).to_arrow_table()
@@ -244,6 +275,7 @@ class Dataset:
         """The version's archived files and their delivery policy (decrypted once; versions are
         immutable)."""
         if self._secret_key is None:
-            raise PermissionError(f"{self.path}: the file catalogue is encrypted: open the "
-                                  "dataset through NodeStore, which holds the node's key")
-        return read_catalogue(self.path, self._secret_key)
+            raise PermissionError(f"{self.stored.location}: the file catalogue is encrypted: "
+                                  "open the dataset through NodeStore, which holds the node's "
+                                  "key")
+        return read_catalogue(self.stored, self._secret_key)

@@ -17,6 +17,7 @@ array metadata once by the coordinating process; everything reads back with zarr
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 
 from genofed import __version__
 from genofed.store import zarr_v2
+from genofed.store.versions import LocalVersion, VersionFiles
 
 VARIANT_CHUNK = 10_000
 SAMPLE_CHUNK = 1_000
@@ -64,17 +66,14 @@ def write_metadata(group: Path, columns: VariantColumns, n_samples: int, *, head
     """The group, its per-variant, per-sample and per-contig arrays, and the call arrays'
     metadata (their chunks are written by :class:`ChunkWriter`). `header`: the VCF header
     without sample columns."""
-    alleles_list = columns.alleles
-    max_alleles = max((len(a) for a in alleles_list), default=1)
-    alleles = np.full((len(alleles_list), max_alleles), "", dtype=object)
-    for i, allele_list in enumerate(alleles_list):
-        alleles[i, : len(allele_list)] = allele_list
-    ids = np.array([i if i != "." else "" for i in columns.ids], dtype=object)
+    alleles = pad_string_lists(columns.alleles, "")
+    ids = np.array(columns.ids, dtype=object)
+    ids[ids == "."] = ""
     filter_index = {f: i for i, f in enumerate(columns.filter_ids)}
     variant_filter = np.zeros((len(columns.filters), len(columns.filter_ids)), dtype=bool)
-    for i, fs in enumerate(columns.filters):
-        for f in fs:
-            variant_filter[i, filter_index[f]] = True
+    rows, _places = _flat_places(columns.filters)
+    variant_filter[rows, [filter_index[f] for f in itertools.chain.from_iterable(
+        columns.filters)]] = True
     n = len(columns.position)
     zarr_v2.write_group(group, {
         "vcf_zarr_version": "0.4",
@@ -100,7 +99,7 @@ def write_metadata(group: Path, columns: VariantColumns, n_samples: int, *, head
           fill_value=-1)
     write(group, "variant_position", columns.position, chunks=vc, dimensions=["variants"],
           fill_value=-1)
-    write(group, "variant_allele", alleles, chunks=(VARIANT_CHUNK, max_alleles),
+    write(group, "variant_allele", alleles, chunks=(VARIANT_CHUNK, alleles.shape[1]),
           dimensions=["variants", "alleles"])
     write(group, "variant_id", ids, chunks=vc, dimensions=["variants"])
     write(group, "variant_id_mask", ids == "", chunks=vc, dimensions=["variants"],
@@ -120,6 +119,26 @@ def write_metadata(group: Path, columns: VariantColumns, n_samples: int, *, head
     zarr_v2.create_array(group, "call_genotype_phased", shape=shape[:2], chunks=chunks[:2],
                          dtype=np.dtype(bool), dimensions=["variants", "samples"],
                          fill_value=False, codec=zarr_v2.GENOTYPE_CODEC)
+
+
+def _flat_places(lists: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """For the items of `lists` flattened: the list each came from, and its place in it."""
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    rows = np.repeat(np.arange(len(lists)), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return rows, np.arange(int(lengths.sum())) - starts
+
+
+def pad_string_lists(lists: list[list[str]], fill: str) -> np.ndarray:
+    """Lists of strings as a (lists, longest) object array padded with `fill`, without a Python
+    loop over the lists (a whole-genome VCF has 10^8 records)."""
+    longest = max(map(len, lists), default=1)
+    out = np.full((len(lists), longest), fill, dtype=object)
+    rows, places = _flat_places(lists)
+    flat = np.empty(len(rows), dtype=object)
+    flat[:] = list(itertools.chain.from_iterable(lists))
+    out[rows, places] = flat
+    return out
 
 
 @dataclass(frozen=True)
@@ -199,10 +218,14 @@ class ChunkWriter:
 
 
 class GenotypeReader:
-    """Calls of a published version's genotype store."""
+    """Calls of a published version's genotype store (read where the store keeps it: from S3,
+    only the chunks asked for are fetched)."""
 
-    def __init__(self, group: Path, n_records: int, n_samples: int) -> None:
-        self.path = group
+    def __init__(self, group: Path | VersionFiles, n_records: int, n_samples: int, *,
+                 relative: str = "genotypes.zarr") -> None:
+        """`group`: the group's directory, or the version holding it at `relative`."""
+        self.version = LocalVersion(group) if isinstance(group, Path) else group
+        self.relative = "" if isinstance(group, Path) else relative.strip("/") + "/"
         self.n_records = n_records
         self.n_samples = n_samples
 
@@ -211,7 +234,8 @@ class GenotypeReader:
         """The VCF Zarr group (zarr-python, read-only)."""
         import zarr
 
-        return zarr.open_group(str(self.path), mode="r", zarr_format=2)
+        return zarr.open_group(self.version.zarr_store(self.relative.rstrip("/")), mode="r",
+                               zarr_format=2)
 
     def read_range(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """All samples' calls and phase flags of records lo..hi (whole chunks decompressed)."""
@@ -246,12 +270,10 @@ class GenotypeReader:
 
     @functools.cache  # noqa: B019 - one reader per published version, kept for its lifetime
     def _array_meta(self, name: str) -> dict[str, Any]:
-        meta: dict[str, Any] = json.loads((self.path / name / ".zarray").read_text())
+        meta: dict[str, Any] = json.loads(
+            self.version.read_bytes(f"{self.relative}{name}/.zarray"))
         return meta
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - as above; ~100-300 KB per chunk
     def _chunk_bytes(self, array: str, key: str) -> bytes | None:
-        try:
-            return (self.path / array / key).read_bytes()
-        except FileNotFoundError:
-            return None
+        return self.version.read_optional(f"{self.relative}{array}/{key}")

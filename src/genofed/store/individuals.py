@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from genofed.formats.crypt4gh import KeyPair, decrypt_stream, encrypt_bytes
 from genofed.store import layout
+from genofed.store.versions import VersionFiles, as_version
 
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<mo>\d+(?:\.\d+)?)M)?(?:(?P<w>\d+(?:\.\d+)?)W)?"
@@ -84,13 +85,15 @@ def write(version_dir: Path, rows: dict[str, list[object]], keys: KeyPair) -> No
         encrypt_bytes(buffer.getvalue().to_pybytes(), keys.public, keys.secret))
 
 
-def read(version_dir: Path, secret_key: bytes | None) -> pa.Table:
+def read(version: Path | VersionFiles, secret_key: bytes | None) -> pa.Table:
     """The table of a version, decrypted in memory with the node's secret key."""
-    encrypted = version_dir / layout.INDIVIDUALS
-    if not encrypted.is_file():  # versions written before the table was encrypted
-        return pq.read_table(version_dir / layout.INDIVIDUALS_PLAIN)
+    stored = as_version(version)
+    name = f"{stored.location}/{layout.INDIVIDUALS}"
+    encrypted = stored.read_optional(layout.INDIVIDUALS)
+    if encrypted is None:  # versions written before the table was encrypted
+        return pq.read_table(pa.BufferReader(stored.read_bytes(layout.INDIVIDUALS_PLAIN)))
     if secret_key is None:
-        raise PermissionError(f"{encrypted} is encrypted: open the dataset through "
+        raise PermissionError(f"{name} is encrypted: open the dataset through "
                               "NodeStore, which holds the node's key")
-    plain = decrypt_stream(encrypted.read_bytes(), secret_key, name=str(encrypted))
+    plain = decrypt_stream(encrypted, secret_key, name=name)
     return pq.read_table(pa.BufferReader(plain))

@@ -7,13 +7,18 @@
         .lock                            (one ingest per dataset at a time)
 
 A version directory holds `manifest.json` (written last), `dataset.json`, `sites.parquet`,
-`genes.parquet`, `individuals.parquet.c4gh` (Crypt4GH-encrypted for the node's key),
-`genotypes.zarr/` and `files/` (the encrypted originals); the names are the constants below, and
-the modules of this package are their only writers and readers. Readers resolve `current` once
+`sites.idx/` (the same sites as memory-mapped columns), `genes.parquet`,
+`individuals.parquet.c4gh` (Crypt4GH-encrypted for the node's key), `genotypes.zarr/` and
+`files/` (the encrypted originals); the names are the constants below, and the modules of this
+package are their only writers and readers. Readers resolve `current` once
 and never see a half-written version; a crash leaves only a stale staging directory, removed by
 the next writer.
 
 Every writer goes through :func:`new_version`: lock, staging, atomic publish, cleanup.
+
+A node whose node.toml sets `[store] url = "s3://..."` keeps the same version directories in S3
+and publishes by writing one pointer object last (:mod:`genofed.store.backends`); the lock and the
+staging directory stay here, in NODE_DIR/datasets/<id>/.
 """
 
 from __future__ import annotations
@@ -28,14 +33,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genofed.errors import DatasetBusyError
+
+if TYPE_CHECKING:
+    from genofed.store.backends import Backend
 
 STORE_FORMAT = 1
 #: The files of a version directory.
 MANIFEST = "manifest.json"
 METADATA = "dataset.json"
 SITES = "sites.parquet"
+SITES_INDEX = "sites.idx"  # the sites as memory-mapped columns (store/site_columns.py)
 GENES = "genes.parquet"
 INDIVIDUALS = "individuals.parquet.c4gh"
 INDIVIDUALS_PLAIN = "individuals.parquet"  # versions written before the table was encrypted
@@ -67,7 +77,11 @@ class Manifest:
 
     @classmethod
     def read(cls, directory: Path) -> Manifest:
-        return cls(**json.loads((directory / MANIFEST).read_text()))
+        return cls.parse((directory / MANIFEST).read_bytes())
+
+    @classmethod
+    def parse(cls, content: bytes) -> Manifest:
+        return cls(**json.loads(content))
 
 
 def dataset_root(datasets_dir: Path, dataset_id: str) -> Path:
@@ -106,39 +120,57 @@ class VersionDraft:
 
     root: Path
     #: The version that was current when the draft began (None: the dataset's first version).
+    #: For a store kept in S3, its directory in the node's cache: files are fetched into it
+    #: when :func:`link_or_copy` links them.
     previous: Path | None
     staging: Path
     published: Path | None = None
+    #: Where the versions live (default: directories beside `root`).
+    backend: Backend | None = None
+    #: Files of the previous version the new one holds without passing through this machine
+    #: (relative path -> where the store has it; S3 copies them server-side at publish).
+    carried: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dataset_id(self) -> str:
+        return self.root.name
 
     def publish(self, manifest: Manifest) -> Path:
-        """Name the version, write its manifest (last) and make it current, atomically."""
-        manifest.version = next_version_name(self.root)
-        manifest.write(self.staging)
-        self.published = publish(self.root, self.staging, manifest.version)
+        """Name the version, write its manifest (last) and make it current, atomically.
+        Returns the version's local directory."""
+        self.published = self._backend().publish(self, manifest)
         return self.published
 
     def link_previous(self, *, skip: frozenset[str] = frozenset()) -> None:
-        """Hard-link every file of the previous version into staging (versions are immutable),
-        except the relative paths in `skip` and the manifest, which the new version rewrites."""
-        if self.previous is None:
-            return
-        skip = skip | {MANIFEST}
-        for directory, _dirs, files in os.walk(self.previous):
-            relative = Path(directory).relative_to(self.previous)
-            (self.staging / relative).mkdir(parents=True, exist_ok=True)
-            for filename in files:
-                if (relative / filename).as_posix() not in skip:
-                    link_or_copy(Path(directory) / filename, self.staging / relative / filename)
+        """Make every file of the previous version part of this one (versions are immutable:
+        hard links, or server-side copies in S3), except the relative paths in `skip` and the
+        manifest, which the new version rewrites."""
+        self._backend().carry_previous(self, skip | {MANIFEST})
+
+    def _backend(self) -> Backend:
+        if self.backend is None:
+            from genofed.store.backends import LocalBackend
+
+            self.backend = LocalBackend(self.root.parent)
+        return self.backend
 
 
 @contextmanager
-def new_version(datasets_dir: Path, dataset_id: str) -> Iterator[VersionDraft]:
+def new_version(datasets: Path | Backend, dataset_id: str) -> Iterator[VersionDraft]:
     """The one way a dataset gets a new version: holds the dataset's lock, gives a fresh staging
     directory, and removes it unless :meth:`VersionDraft.publish` was called — so an error (or a
-    kill) at any point leaves the published version as it was."""
-    root = dataset_root(datasets_dir, dataset_id)
+    kill) at any point leaves the published version as it was.
+
+    `datasets`: a node's datasets directory (its node.toml says where versions are published),
+    or the node's :class:`~genofed.store.backends.Backend`."""
+    from genofed.store.backends import Backend, backend_for
+
+    backend = datasets if isinstance(datasets, Backend) else backend_for(datasets)
+    root = dataset_root(backend.datasets_dir, dataset_id)
     with dataset_lock(root):
-        draft = VersionDraft(root, current_version(root), new_staging(root))
+        backend.begin(dataset_id)
+        draft = VersionDraft(root, backend.previous(dataset_id), new_staging(root), None,
+                             backend)
         try:
             yield draft
         finally:
@@ -147,6 +179,12 @@ def new_version(datasets_dir: Path, dataset_id: str) -> Iterator[VersionDraft]:
 
 
 def link_or_copy(source: Path, target: Path) -> None:
+    """Link a file of a published version into a draft (copy across filesystems). A file of a
+    version kept in S3 is fetched into the node's cache first."""
+    if not source.exists():
+        from genofed.store.backends import fetch_into_cache
+
+        fetch_into_cache(source)
     try:
         os.link(source, target)
     except OSError:

@@ -97,11 +97,18 @@ class DatasetMetadata(_Model):
 def load_metadata(path: Path) -> DatasetMetadata:
     """Read and validate a dataset.json; errors name the file and the offending field."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError:
         raise MetadataError(f"{path}: no such file") from None
+    return parse_metadata(text, str(path))
+
+
+def parse_metadata(text: str | bytes, name: str) -> DatasetMetadata:
+    """Validate a dataset.json's content; `name` says where it came from in errors."""
+    try:
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MetadataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON: "
+        raise MetadataError(f"{name}: line {exc.lineno}, column {exc.colno}: invalid JSON: "
                             f"{exc.msg}") from None
     try:
         return DatasetMetadata.model_validate(raw)
@@ -110,4 +117,4 @@ def load_metadata(path: Path) -> DatasetMetadata:
             f"field '{'.'.join(str(p) for p in err['loc']) or '(root)'}': {err['msg']}"
             for err in exc.errors()
         )
-        raise MetadataError(f"{path}: {problems}") from None
+        raise MetadataError(f"{name}: {problems}") from None

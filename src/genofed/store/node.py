@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from pathlib import Path
@@ -11,6 +10,7 @@ from genofed.config.node import NodeConfig, NodePaths, load_config
 from genofed.errors import UnknownDatasetError
 from genofed.formats.crypt4gh import KeyPair
 from genofed.store import layout
+from genofed.store.backends import Backend, open_backend
 from genofed.store.dataset import Dataset
 from genofed.store.metadata import DATASET_ID_PATTERN
 from genofed.store.originals import ArchivedFile, ArchivedFileCache, CatalogueEntry
@@ -19,18 +19,16 @@ _DATASET_ID = re.compile(DATASET_ID_PATTERN)
 
 
 class NodeStore:
-    """Open with :meth:`open`; `dataset(id)` always returns the currently published version."""
+    """Open with :meth:`open`; `dataset(id)` always returns the currently published version,
+    wherever the node keeps its datasets (NODE_DIR/datasets, or S3: `[store]` in node.toml)."""
 
     def __init__(self, root: Path, config: NodeConfig) -> None:
         self.root = root
         self.config = config
         self.paths = NodePaths(root, config)
-        self._cache: dict[str, Dataset] = {}
+        self.backend: Backend = open_backend(self.paths, config.store)
+        self._cache: dict[tuple[str, str], Dataset] = {}
         self._lock = threading.Lock()
-        # Looked up on every Beacon query: plain os calls on strings, and the directory listing
-        # is re-read only when the datasets directory changes.
-        self._datasets_dir = str(self.paths.datasets)
-        self._listing: tuple[int, list[str]] = (-1, [])
         self._key: bytes | None = None
         self._keys: KeyPair | None = None
         self._files: ArchivedFileCache | None = None
@@ -42,30 +40,14 @@ class NodeStore:
 
     def dataset_ids(self) -> list[str]:
         """Ids of the datasets with a published version, sorted."""
-        return [i for i in self._directories() if self._current(i) is not None]
-
-    def _directories(self) -> list[str]:
-        try:
-            stamp = os.stat(self._datasets_dir).st_mtime_ns
-        except OSError:
-            return []
-        if stamp != self._listing[0]:
-            with os.scandir(self._datasets_dir) as entries:
-                names = sorted(e.name for e in entries
-                               if e.is_dir() and not e.name.startswith("."))
-            self._listing = (stamp, names)
-        return self._listing[1]
+        return [i for i in self.backend.dataset_names() if self._current(i) is not None]
 
     def _current(self, dataset_id: str) -> str | None:
-        """The current version directory of a dataset, as a string (None: not published)."""
-        root = os.path.join(self._datasets_dir, dataset_id)
-        try:
-            target = os.path.join(root, os.readlink(os.path.join(root, "current")))
-        except OSError:
-            return None
-        if target in self._cache:  # versions are immutable once published
-            return target
-        return target if os.path.isfile(os.path.join(target, layout.MANIFEST)) else None
+        """The current version's name (None: not published)."""
+        version = self.backend.current(dataset_id)
+        if version is None or (dataset_id, version) in self._cache:  # versions are immutable
+            return version
+        return version if self.backend.published(dataset_id, version) else None
 
     def dataset(self, dataset_id: str) -> Dataset:
         """The currently published version of a dataset."""
@@ -73,27 +55,30 @@ class NodeStore:
         version = self._current(dataset_id) if _DATASET_ID.match(dataset_id) else None
         if version is None:
             raise UnknownDatasetError(dataset_id, self.dataset_ids())
+        return self._opened(dataset_id, version)
+
+    def _opened(self, dataset_id: str, version: str) -> Dataset:
+        key = (dataset_id, version)
         with self._lock:
-            cached = self._cache.get(version)
-            if cached is None:
-                cached = self._cache[version] = Dataset(Path(version), self._secret_key())
-            return cached
+            cached = self._cache.get(key)
+        if cached is None:
+            opened = Dataset(self.backend.open(dataset_id, version), self._secret_key())
+            with self._lock:
+                cached = self._cache.setdefault(key, opened)
+        return cached
 
     def dataset_version(self, dataset_id: str, version: str) -> Dataset | None:
         """A published version of a dataset, current or not (e.g. the one an htsget ticket was
         issued for); None when the node no longer keeps it."""
         if not _DATASET_ID.match(dataset_id) or not layout.VERSION_NAME.match(version):
             return None
-        path = os.path.join(self._datasets_dir, dataset_id, "versions", version)
         with self._lock:
-            cached = self._cache.get(path)
+            cached = self._cache.get((dataset_id, version))
         if cached is not None:
             return cached
-        if not os.path.isfile(os.path.join(path, layout.MANIFEST)):
+        if not self.backend.published(dataset_id, version):
             return None
-        opened = Dataset(Path(path), self._secret_key())
-        with self._lock:
-            return self._cache.setdefault(path, opened)
+        return self._opened(dataset_id, version)
 
     @property
     def keys(self) -> KeyPair:
@@ -109,7 +94,7 @@ class NodeStore:
         versions are immutable)."""
         if self._files is None:
             self._files = ArchivedFileCache(self.keys)
-        return self._files.get(dataset.path, entry)
+        return self._files.get(dataset.stored, entry)
 
     def _secret_key(self) -> bytes | None:
         """The node's Crypt4GH secret key (opens the encrypted individuals tables)."""

@@ -29,6 +29,7 @@ from genofed.formats.crypt4gh import SEGMENT_SIZE, EncryptedFile, KeyPair, encry
 from genofed.formats.hts import FileFormat, RecordCodec, cram_references
 from genofed.formats.indexes import BgzfIndex, CramIndex, parse_bgzf_index, parse_crai
 from genofed.store import layout
+from genofed.store.versions import VersionFiles, as_version
 
 FILES_DIR = layout.FILES
 CATALOGUE = "catalogue.c4gh"
@@ -72,16 +73,19 @@ class Catalogue:
     plain_delivery: bool = False
 
 
-def read_catalogue(version_dir: Path, key: KeyPair | bytes) -> Catalogue:
+def read_catalogue(version: Path | VersionFiles, key: KeyPair | bytes) -> Catalogue:
     """A version's file catalogue, decrypted with the node's key pair or secret key."""
-    path = version_dir / FILES_DIR / CATALOGUE
-    if not path.is_file():
+    stored = as_version(version)
+    try:
+        source = stored.byte_source(CATALOGUE_PATH)
+        source.size()
+    except FileNotFoundError:
         return Catalogue()
     secret = key.secret if isinstance(key, KeyPair) else key
     try:
-        document = json.loads(EncryptedFile(path, secret).read_all())
+        document = json.loads(EncryptedFile(source, secret).read_all())
     except Crypt4ghError as exc:
-        raise StorageError(f"{path}: the file catalogue cannot be read: {exc}") from None
+        raise StorageError(f"{source.name}: the file catalogue cannot be read: {exc}") from None
     return Catalogue([CatalogueEntry(**e) for e in document["files"]],
                      bool(document.get("plainDelivery", False)))
 
@@ -101,7 +105,7 @@ class ArchivedFile:
     """A stored file ready for slicing: its encrypted body, index, header and references."""
 
     entry: CatalogueEntry
-    version_dir: Path
+    version: VersionFiles
     data: EncryptedFile
     index: BgzfIndex | CramIndex | None  # None: not indexed (served whole only)
     blocks: BlockTable | None
@@ -114,7 +118,7 @@ class ArchivedFile:
 
     @property
     def dataset_version(self) -> str:
-        return self.version_dir.name
+        return self.version.name
 
     def codec(self) -> RecordCodec:
         return hts.codec_for(self.file_format, self.references)
@@ -126,17 +130,20 @@ class ArchivedFile:
             return None
 
 
-def open_archived(version_dir: Path, entry: CatalogueEntry, keys: KeyPair) -> ArchivedFile:
-    directory = version_dir / FILES_DIR
+def open_archived(version: Path | VersionFiles, entry: CatalogueEntry,
+                  keys: KeyPair) -> ArchivedFile:
+    stored = as_version(version)
+
+    def encrypted(name: str) -> EncryptedFile:
+        return EncryptedFile(stored.byte_source(f"{FILES_DIR}/{name}"), keys.secret)
+
     try:
-        data = EncryptedFile(directory / entry.data, keys.secret)
-        index_bytes = (EncryptedFile(directory / entry.index, keys.secret).read_all()
-                       if entry.index else b"")
-        blocks = (BlockTable.from_bytes(EncryptedFile(directory / entry.blocks,
-                                                      keys.secret).read_all())
+        data = encrypted(entry.data)
+        index_bytes = encrypted(entry.index).read_all() if entry.index else b""
+        blocks = (BlockTable.from_bytes(encrypted(entry.blocks).read_all())
                   if entry.blocks else None)
     except (FileNotFoundError, Crypt4ghError) as exc:
-        raise StorageError(f"dataset version {version_dir}: archived file {entry.name!r} "
+        raise StorageError(f"dataset version {stored.location}: archived file {entry.name!r} "
                            f"cannot be read: {exc}") from None
     name = f"{entry.name} index"
     file_format = entry.file_format
@@ -156,12 +163,12 @@ def open_archived(version_dir: Path, entry: CatalogueEntry, keys: KeyPair) -> Ar
             references = hts.bcf_references(header)
         else:
             references = hts.bam_references(header)
-    return ArchivedFile(entry, version_dir, data, index, blocks, header, references)
+    return ArchivedFile(entry, stored, data, index, blocks, header, references)
 
 
 class ArchivedFileCache:
-    """Opened files by (version directory, name, format); versions are immutable, so entries
-    never go stale, they only age out."""
+    """Opened files by (version, name, format); versions are immutable, so entries never go
+    stale, they only age out."""
 
     def __init__(self, keys: KeyPair, capacity: int = 32) -> None:
         self._keys = keys
@@ -169,14 +176,14 @@ class ArchivedFileCache:
         self._items: OrderedDict[tuple[str, str, str], ArchivedFile] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, version_dir: Path, entry: CatalogueEntry) -> ArchivedFile:
-        key = (str(version_dir), entry.name, entry.format)
+    def get(self, version: VersionFiles, entry: CatalogueEntry) -> ArchivedFile:
+        key = (version.location, entry.name, entry.format)
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 return found
-        opened = open_archived(version_dir, entry, self._keys)
+        opened = open_archived(version, entry, self._keys)
         with self._lock:
             self._items[key] = opened
             while len(self._items) > self._capacity:

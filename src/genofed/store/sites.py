@@ -1,5 +1,6 @@
-"""Variant sites (`sites.parquet`): one row per biallelic allele of every VCF record, with allele
-counts per group; the writer ingest calls and the index that point and range lookups search.
+"""Variant sites (`sites.parquet` and its memory-mapped index `sites.idx/`): one row per
+biallelic allele of every VCF record, with allele counts per group; the writer ingest calls.
+Lookups read the index (:mod:`genofed.store.site_columns`).
 
 Columns: contig (dictionary), pos, end (REF span), id, ref, alt ("." when the record has no
 ALT), variant_index (the record in the genotype store), allele_index, ac, an, af, and
@@ -17,11 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
-def normalize_contig(name: str) -> str:
-    """'chr20' and '20' name the same contig; so do 'chrM', 'M' and 'MT'."""
-    bare = name[3:] if name.lower().startswith("chr") else name
-    return "MT" if bare.upper() in {"M", "MT"} else bare.upper() if bare.isalpha() else bare
+from genofed.store import layout
+from genofed.store.contigs import normalize_contig as normalize_contig
+from genofed.store.site_columns import write_site_columns
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,9 @@ class SiteRows:
     an: np.ndarray  # (rows, groups) int32
 
 
-def write_sites(path: Path, contigs: Sequence[str], parts: Sequence[SiteRows],
+def write_sites(version_dir: Path, contigs: Sequence[str], parts: Sequence[SiteRows],
                 groups: Sequence[str]) -> int:
-    """Write the sites table; returns its number of rows."""
+    """Write the sites table and its index into a version directory; returns the rows."""
     n_groups = len(groups)
 
     def joined(name: str, dtype: type) -> np.ndarray:
@@ -87,57 +86,7 @@ def write_sites(path: Path, contigs: Sequence[str], parts: Sequence[SiteRows],
         columns[f"ac_{name}"] = pa.array(take(ac[:, g]), pa.int32())
         columns[f"an_{name}"] = pa.array(take(an[:, g]), pa.int32())
     table = pa.table(columns)
-    pq.write_table(table, path, compression="zstd", row_group_size=256 * 1024,
+    pq.write_table(table, version_dir / layout.SITES, compression="zstd", row_group_size=256 * 1024,
                    use_dictionary=["contig", "ref", "alt"], write_statistics=["contig", "pos"])
+    write_site_columns(version_dir / layout.SITES_INDEX, table, contigs)
     return int(table.num_rows)
-
-
-@dataclass(frozen=True)
-class ContigRows:
-    """One contig's rows of the sites table: [first, stop), their positions and ends (int64:
-    searching an int32 array for a Python int makes NumPy convert the whole array on every call,
-    ~50 µs instead of ~1 µs per lookup), and the longest REF span (bounds range searches)."""
-
-    first: int
-    stop: int
-    pos: np.ndarray
-    end: np.ndarray
-    span: int
-
-
-class SiteIndex:
-    """Per-contig sorted positions of a sites table: point and range lookups are binary
-    searches (microseconds) rather than a query-engine round trip."""
-
-    def __init__(self, table: pa.Table) -> None:
-        self._contigs: dict[str, ContigRows] = {}
-        if table.num_rows == 0:
-            return
-        contig = table.column("contig").combine_chunks()
-        codes = contig.indices.to_numpy()
-        names = contig.dictionary.to_pylist()
-        pos = table.column("pos").to_numpy().astype(np.int64)
-        end = table.column("end").to_numpy().astype(np.int64)
-        bounds = np.flatnonzero(np.diff(codes)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(codes)], strict=True):
-            span = int((end[lo:hi] - pos[lo:hi]).max()) + 1
-            self._contigs[normalize_contig(names[codes[lo]])] = ContigRows(
-                int(lo), int(hi), pos[lo:hi], end[lo:hi], span)
-
-    def __contains__(self, contig: str) -> bool:
-        return normalize_contig(contig) in self._contigs
-
-    def rows(self, contig: str, start: int, end: int | None = None) -> tuple[int, int,
-                                                                              np.ndarray]:
-        """Row numbers of sites overlapping [start, end] (1-based, inclusive); a point if end is
-        None (sites starting at `start`). Returns (lo, hi, mask over rows lo..hi)."""
-        entry = self._contigs.get(normalize_contig(contig))
-        if entry is None:
-            return 0, 0, np.empty(0, dtype=bool)
-        if end is None:
-            lo = int(np.searchsorted(entry.pos, start, "left"))
-            hi = int(np.searchsorted(entry.pos, start, "right"))
-            return entry.first + lo, entry.first + hi, np.ones(hi - lo, dtype=bool)
-        lo = int(np.searchsorted(entry.pos, start - entry.span + 1, "left"))
-        hi = int(np.searchsorted(entry.pos, end, "right"))
-        return entry.first + lo, entry.first + hi, entry.end[lo:hi] >= start
