@@ -118,3 +118,14 @@ def test_contigs_without_rows_keep_the_codes_of_those_with_rows(tmp_path: Path) 
         assert found.column("contig").cast(pa.string()).to_pylist() == ["3", "3"]
         assert found.column("id").to_pylist() == ["rs1", "."]
         assert found.column("alt").to_pylist() == ["T", "."]
+
+
+def test_lookups_after_a_trim_read_the_same(ds: Dataset, parquet: pa.Table) -> None:
+    """Trimming unmaps what lookups touched (kept in the page cache, not in the process);
+    what the next lookups read is unchanged."""
+    columns = SiteColumns.open(ds.path / layout.SITES_INDEX)
+    positions = parquet.column("pos").to_pylist()
+    before = [columns.table(slice(*columns.rows("20", p)[:2])) for p in positions[:40]]
+    columns.trim()
+    after = [columns.table(slice(*columns.rows("20", p)[:2])) for p in positions[:40]]
+    assert all(a.equals(b) for a, b in zip(after, before, strict=True))

@@ -66,6 +66,10 @@ class StringColumn:
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
+    @property
+    def arrays(self) -> list[np.ndarray]:
+        return [self._offsets, self._heap]
+
     @overload
     def __getitem__(self, rows: int | np.integer) -> str: ...
     @overload
@@ -173,6 +177,7 @@ class SiteColumns:
         entry = self._by_name.get(normalize_contig(contig))
         if entry is None:
             return 0, 0, np.empty(0, dtype=bool)
+        self.trim()  # what the previous lookup mapped (~20 us; see trim)
         pos = self._fixed["pos"][entry.first:entry.stop]
         # NumPy scalars of the array's type: a Python int makes searchsorted convert the whole
         # array (milliseconds on a mapped column) instead of searching it (microseconds).
@@ -185,6 +190,22 @@ class SiteColumns:
         hi = int(np.searchsorted(pos, _int32(end), "right"))
         ends = self._fixed["end"][entry.first + lo:entry.first + hi]
         return entry.first + lo, entry.first + hi, np.asarray(ends >= start)
+
+    def trim(self) -> None:
+        """Unmap the pages lookups have touched. They stay in the kernel's page cache (the next
+        touch maps them again: a minor fault), but leave this process's resident memory. The
+        kernel maps a whole page-cache folio (up to 2 MB) where a lookup touches 4 bytes, so
+        without this a server doing random lookups comes to map the whole index within a few
+        thousand queries, its resident memory growing with the sites although none of it is
+        its own (measured: 736 MB of a 848 MB index after 2,000 queries). Done before every
+        lookup it costs ~0.1 ms of refaulting, against a Beacon answer's ~3 ms."""
+        arrays = [*self._fixed.values()]
+        for column in self._strings.values():
+            arrays += column.arrays
+        for array in arrays:
+            view = array.base  # np.frombuffer over the mapping: a memoryview of it
+            if isinstance(view, memoryview) and isinstance(view.obj, mmap.mmap):
+                view.obj.madvise(mmap.MADV_DONTNEED)
 
     # -- columns -----------------------------------------------------------------------------
     def column(self, name: str) -> np.ndarray | StringColumn:
