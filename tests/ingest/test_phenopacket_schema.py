@@ -34,8 +34,8 @@ def parse_dict_accepts(document: object) -> bool:
 
 
 def outcome(path: Path, *, fast: bool) -> Individual | tuple[str, str]:
-    """The Individual, or the error (also the crashes ParseDict's path has, e.g. an unknown sex
-    number or a number too large for a double: the fast path must leave them as they are)."""
+    """The Individual, or the error (also the crashes ParseDict's path has, e.g. a number too
+    large for a double: the fast path must leave them as they are)."""
     try:
         return load_phenopacket(path, fast=fast)
     except Exception as exc:
@@ -470,3 +470,14 @@ def test_reading_is_read_text(data: bytes, tmp_path: Path) -> None:
         assert result(target, _read_text) == result(
             target, lambda p: p.read_text(encoding="utf-8"))
     assert outcome(path, fast=True) == outcome(path, fast=False)
+
+
+def test_an_unknown_sex_number_is_an_input_error(base: dict[str, Any], tmp_path: Path) -> None:
+    """Protobuf lets any number through an open proto3 enum; ingest names the field instead of
+    failing with a KeyError."""
+    path = tmp_path / "packet.json"
+    path.write_text(json.dumps(edit(base, "sex unknown number")))
+    for fast in (True, False):
+        with pytest.raises(InputError, match=r"subject\.sex 7 is not a value") as refused:
+            load_phenopacket(path, fast=fast)
+        assert refused.value.field == "subject.sex"

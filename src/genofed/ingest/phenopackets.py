@@ -89,7 +89,12 @@ def load_phenopacket(path: Path, *, fast: bool = True) -> Individual:
                          field="metaData")
     person = Individual(sample_id=fields.subject_id,
                         phenopacket=json.dumps(document, sort_keys=True))
-    sex = fields.sex if isinstance(fields.sex, str) else _sex_names()[fields.sex]
+    sex_names = _sex_names()
+    if not isinstance(fields.sex, str) and fields.sex not in sex_names:
+        # proto3 enums are open: the schema lets any number through
+        raise InputError(name, f"subject.sex {fields.sex} is not a value of the Phenopackets "
+                         f"Sex enum ({', '.join(sex_names.values())})", field="subject.sex")
+    sex = fields.sex if isinstance(fields.sex, str) else sex_names[fields.sex]
     person.sex = _SEX.get(sex, "unknown")
     if fields.age_iso is not None:
         person.age_iso = fields.age_iso
