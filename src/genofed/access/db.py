@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -194,3 +196,13 @@ def upgrade_to_head(db: GovernanceDB) -> None:
         # Another process may have migrated while we waited for the lock: alembic re-reads the
         # version inside this transaction and applies only what is missing.
         command.upgrade(_alembic_config(connection), "head")
+
+
+def insert_new(session: Session, model: type[Any], rows: list[dict[str, Any]],
+               keys: list[Any]) -> None:
+    """Insert the `rows` whose `keys` are not in the table yet, leaving existing ones as they
+    are (ON CONFLICT DO NOTHING, in SQLite's or PostgreSQL's dialect)."""
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(model).on_conflict_do_nothing(index_elements=keys), rows)

@@ -41,7 +41,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from genofed.access.db import GovernanceDB
+from genofed.access.db import GovernanceDB, insert_new
 from genofed.access.models import ExposureSpent, ReleasedAnswer
 
 #: Below this (nats, about any carrier) an answer is given without accounting.
@@ -384,10 +384,6 @@ def _add(session: Session, charges: dict[str, float]) -> None:
 def _remember(session: Session, answers: dict[str, int]) -> None:
     if not answers:
         return
-    rows = [{"key": k, "count": c} for k, c in sorted(answers.items())]
-    if _postgresql(session):
-        session.execute(pg_insert(ReleasedAnswer).on_conflict_do_nothing(
-            index_elements=[ReleasedAnswer.key]), rows)
-    else:
-        session.execute(sqlite_insert(ReleasedAnswer).on_conflict_do_nothing(
-            index_elements=[ReleasedAnswer.key]), rows)
+    insert_new(session, ReleasedAnswer,
+               [{"key": k, "count": c} for k, c in sorted(answers.items())],
+               [ReleasedAnswer.key])

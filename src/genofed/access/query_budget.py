@@ -18,11 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
-from genofed.access.db import GovernanceDB
+from genofed.access.db import GovernanceDB, insert_new
 from genofed.access.models import QueryCount
 from genofed.errors import BudgetExceededError
 
@@ -86,7 +83,8 @@ class SharedQueryBudget:
     def _take(self, key: str, start: int) -> int:
         """Lease up to a block of the caller's window from the database; what was granted."""
         with self.db.write() as session:
-            _ensure_row(session, key, start)
+            insert_new(session, QueryCount, [{"caller": key, "window_start": start, "granted": 0}],
+                       [QueryCount.caller, QueryCount.window_start])
             statement = select(QueryCount.granted).where(
                 QueryCount.caller == key, QueryCount.window_start == start)
             if session.get_bind().dialect.name == "postgresql":
@@ -102,12 +100,3 @@ class SharedQueryBudget:
                 session.execute(delete(QueryCount).where(QueryCount.window_start < start))
         return granted
 
-
-def _ensure_row(session: Session, key: str, start: int) -> None:
-    values = {"caller": key, "window_start": start, "granted": 0}
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(pg_insert(QueryCount).values(values).on_conflict_do_nothing(
-            index_elements=[QueryCount.caller, QueryCount.window_start]))
-    else:
-        session.execute(sqlite_insert(QueryCount).values(values).on_conflict_do_nothing(
-            index_elements=[QueryCount.caller, QueryCount.window_start]))
