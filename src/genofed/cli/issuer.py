@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from genofed.access.identity.issuer import LocalIssuer
 
 app = typer.Typer(
-    help="A local OIDC login server that issues GA4GH Passports: discovery, JWKS, token and "
-    "userinfo endpoints, demo users, and visa sources (e.g. a node's DAC) whose "
-    "ControlledAccessGrants it passes on. Stands in for LS-AAI on a laptop or in tests.",
+    help="A local OIDC login server that issues GA4GH Passports: discovery, JWKS, a sign-in "
+    "page for web apps (authorization code flow with PKCE), token and userinfo endpoints, demo "
+    "users, and visa sources (e.g. a node's DAC) whose ControlledAccessGrants it passes on. "
+    "Stands in for LS-AAI on a laptop or in tests.",
     no_args_is_help=True)
 
 
@@ -71,8 +72,10 @@ def serve(
 ) -> None:
     """Serve the issuer over HTTP until Ctrl-C.
 
-    Endpoints: /.well-known/openid-configuration, /jwks, /token (password grant; token exchange
-    for a Passport JWT) and /userinfo (with ga4gh_passport_v1 visas)."""
+    Endpoints: /.well-known/openid-configuration, /jwks, /authorize (the sign-in page of the
+    authorization code flow with PKCE, for clients registered with `add-client`), /token
+    (authorization code and password grants; token exchange for a Passport JWT) and /userinfo
+    (with ga4gh_passport_v1 visas)."""
     from urllib.parse import urlsplit
 
     import uvicorn
@@ -141,6 +144,30 @@ def users(
                   f"accepted_terms={u.accepted_terms}", u.name) for u in people),
                 empty=f"No users: add them to {issuer_dir / 'users.toml'}, or create the "
                       "issuer with --demo-users.")
+
+
+@app.command("add-client")
+def add_client(
+    issuer_dir: Path = typer.Argument(..., help="The issuer directory."),
+    client_id: str = typer.Argument(..., help="The client_id the web app sends, e.g. portal."),
+    redirect_uri: list[str] = typer.Option(..., "--redirect-uri", help="An absolute http(s) "
+                                           "URL the app receives sign-in results at, e.g. "
+                                           "http://127.0.0.1:8080/callback; compared exactly. "
+                                           "Repeatable."),
+) -> None:
+    """Register a web app that signs users in here (OAuth authorization code flow with PKCE).
+
+    The app is a public client, with no secret: it sends users to the issuer's /authorize with
+    an S256 code_challenge and redeems the code at /token with its code_verifier. Registering
+    an app again adds the redirect URIs it lacks. A running server sees the change at once."""
+    issuer = _open(issuer_dir)
+    issuer.add_client(client_id, redirect_uri)
+    client = issuer.client(client_id)
+    assert client is not None
+    console.print(f"Client [bold]{client.client_id}[/] may sign users in at "
+                  f"{issuer.url}/authorize; redirect URIs:")
+    for uri in client.redirect_uris:
+        console.print(f"  {uri}", markup=False, highlight=False)
 
 
 @app.command("rotate-key")

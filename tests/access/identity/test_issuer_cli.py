@@ -22,7 +22,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("command", [[], ["init"], ["serve"], ["token"], ["users"],
-                                     ["rotate-key"]], ids=lambda c: " ".join(c) or "issuer")
+                                     ["add-client"], ["rotate-key"]],
+                         ids=lambda c: " ".join(c) or "issuer")
 def test_every_issuer_command_explains_itself(command: list[str]) -> None:
     result = runner.invoke(app, ["issuer", *command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -62,6 +63,29 @@ def test_init_token_users_and_rotate(tmp_path: Path) -> None:
     assert rotated.exit_code == 0
     assert jwt.get_unverified_header(issuer.access_token("alice"))["kid"] != old_kid
     assert len(issuer.jwks()["keys"]) == 2
+
+
+def test_add_client_registers_and_merges_redirect_uris(tmp_path: Path) -> None:
+    directory = tmp_path / "issuer"
+    LocalIssuer.create(directory, url="http://127.0.0.1:9123")
+    added = runner.invoke(app, ["issuer", "add-client", str(directory), "portal",
+                                "--redirect-uri", "http://127.0.0.1:8080/callback"])
+    assert added.exit_code == 0, added.output
+    assert "http://127.0.0.1:8080/callback" in added.output and "portal" in added.output
+    again = runner.invoke(app, ["issuer", "add-client", str(directory), "portal",
+                                "--redirect-uri", "http://127.0.0.1:8080/callback",
+                                "--redirect-uri", "https://portal.example.org/callback"])
+    assert again.exit_code == 0, again.output
+    client = LocalIssuer(directory).client("portal")
+    assert client is not None and client.redirect_uris == [
+        "http://127.0.0.1:8080/callback", "https://portal.example.org/callback"]
+
+    relative = runner.invoke(app, ["issuer", "add-client", str(directory), "portal",
+                                   "--redirect-uri", "/callback"])
+    assert relative.exit_code == 1
+    assert "must be an absolute http(s) URL" in " ".join(relative.output.split())
+    missing = runner.invoke(app, ["issuer", "add-client", str(directory), "portal"])
+    assert missing.exit_code == 2 and "--redirect-uri" in missing.output
 
 
 def test_missing_issuer_directory_says_how_to_create_one(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ An issuer lives in a directory (`genofed issuer init DIR --url http://127.0.0.1:
 
     issuer.toml          url (the `iss`), token and visa lifetimes, visa_sources
     users.toml           [[users]] id, sub, name, researcher_status, accepted_terms, password_hash
+    clients.toml         [[clients]] client_id, redirect_uris: the web apps that may send users
+                         here to sign in (`genofed issuer add-client`); absent = none
     keys/                RS256 keys (0600, directory 0700); the newest signs, all are published
     demo-passwords.toml  the generated passwords of the demo users (0600), if any
 
@@ -13,7 +15,12 @@ runs it in a thread for tests and the demo)::
 
     GET  /.well-known/openid-configuration   discovery
     GET  /jwks                               public keys (key rotation: `issuer rotate-key`)
-    POST /token      grant_type=password (username, password) -> access token (RS256 JWT);
+    GET  /authorize  authorization code flow with PKCE (S256 only) for a registered client:
+                     a sign-in form, which posts back to
+    POST /authorize  -> 303 to redirect_uri?code=...&state=...&iss=... (or ?error=...)
+    POST /token      grant_type=authorization_code (code, redirect_uri, client_id,
+                     code_verifier) -> access token and ID token;
+                     grant_type=password (username, password) -> access token (RS256 JWT);
                      grant_type=urn:ietf:params:oauth:grant-type:token-exchange with the access
                      token as subject_token -> a GA4GH Passport JWT (AAI 1.2)
     GET  /userinfo   Bearer access token -> {sub, name, ga4gh_passport_v1: [visa JWTs]}
@@ -50,13 +57,9 @@ only), dana (both; a DAC member).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import os
 import secrets
-import threading
 import time
 import tomllib
 import uuid
@@ -67,11 +70,20 @@ from urllib.parse import urlsplit
 
 import jwt
 import tomli_w
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from genofed.access.identity.oidc import inspect_jwt, jwk_thumbprint, public_jwk, verify_jwt
+from genofed.access.identity.code_flow import (
+    RegisteredClient,
+    check_redirect_uri,
+)
+from genofed.access.identity.issuer_files import (
+    Keyring,
+    TomlTable,
+    check_password,
+    hash_password,
+    write_private,
+)
+from genofed.access.identity.oidc import inspect_jwt, verify_jwt
 from genofed.access.identity.passport import (
     PASSPORT_CLAIM,
     PASSPORT_TYPE,
@@ -90,7 +102,10 @@ CONFIG_FILE = "issuer.toml"
 USERS_FILE = "users.toml"
 KEYS_DIR = "keys"
 DEMO_PASSWORDS_FILE = "demo-passwords.toml"
+CLIENTS_FILE = "clients.toml"
 DEFAULT_SCOPE = "openid profile ga4gh_passport_v1"
+SUPPORTED_SCOPES = ("openid", "profile", PASSPORT_CLAIM)
+AUTHORIZATION_CODE_GRANT = "authorization_code"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
@@ -143,73 +158,6 @@ def _normalise_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return "scrypt$" + "$".join(base64.b64encode(x).decode() for x in (salt, digest))
-
-
-def check_password(password: str, stored: str) -> bool:
-    scheme, _, rest = stored.partition("$")
-    salt_b64, _, digest_b64 = rest.partition("$")
-    if scheme != "scrypt" or not digest_b64:
-        return False
-    digest = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt_b64), n=2**14, r=8,
-                            p=1)
-    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write atomically, readable by the owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
-class _Keyring:
-    """The RS256 keys in `keys/`, reloaded when the directory changes (rotation while serving)."""
-
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-        self._listing: tuple[tuple[str, int], ...] = ()
-        self._keys: list[tuple[str, rsa.RSAPrivateKey]] = []
-        self._lock = threading.Lock()
-
-    def _current(self) -> list[tuple[str, rsa.RSAPrivateKey]]:
-        files = sorted(self._directory.glob("*.rs256.pem"))
-        listing = tuple((f.name, f.stat().st_mtime_ns) for f in files)
-        with self._lock:
-            if listing != self._listing:
-                keys = []
-                for file in files:
-                    key = serialization.load_pem_private_key(file.read_bytes(), password=None)
-                    if isinstance(key, rsa.RSAPrivateKey):
-                        keys.append((jwk_thumbprint(public_jwk(key.public_key())), key))
-                self._keys, self._listing = keys, listing
-            if not self._keys:
-                raise IssuerConfigError(f"{self._directory}: no RS256 signing key")
-            return self._keys
-
-    def signing(self) -> tuple[str, rsa.RSAPrivateKey]:
-        return self._current()[-1]  # file names sort by creation
-
-    def public_key(self, kid: str | None) -> rsa.RSAPublicKey | None:
-        return next((k.public_key() for i, k in self._current() if i == kid), None)
-
-    def jwks(self) -> dict[str, Any]:
-        return {"keys": [public_jwk(k.public_key(), kid=i) for i, k in self._current()]}
-
-    def generate(self) -> str:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        _write_private(self._directory / f"{time.time_ns():020d}.rs256.pem", pem)
-        return jwk_thumbprint(public_jwk(key.public_key()))
-
-
 class LocalIssuer:
     """An issuer directory: its settings, users and keys, and the tokens it mints."""
 
@@ -225,9 +173,11 @@ class LocalIssuer:
         except (tomllib.TOMLDecodeError, ValidationError) as exc:
             raise IssuerConfigError(f"{config}: {exc}") from None
         self.url = _normalise_url(self.settings.url)
-        self._keys = _Keyring(directory / KEYS_DIR)
-        self._users: tuple[int, dict[str, IssuerUser]] = (-1, {})
-        self._users_lock = threading.Lock()
+        self._keys = Keyring(directory / KEYS_DIR)
+        self._users = TomlTable(directory / USERS_FILE, "users", IssuerUser,
+                                 lambda user: user.id)
+        self._clients = TomlTable(directory / CLIENTS_FILE, "clients", RegisteredClient,
+                                   lambda client: client.client_id)
 
     # --- creation ------------------------------------------------------------------------------
 
@@ -250,8 +200,8 @@ class LocalIssuer:
         keys = directory / KEYS_DIR
         keys.mkdir(mode=0o700, exist_ok=True)
         os.chmod(keys, 0o700)
-        _Keyring(keys).generate()
-        _write_private(directory / USERS_FILE, tomli_w.dumps({"users": []}).encode())
+        Keyring(keys).generate()
+        write_private(directory / USERS_FILE, tomli_w.dumps({"users": []}).encode())
         (directory / CONFIG_FILE).write_text(tomli_w.dumps(settings.model_dump()))
         issuer = cls(directory)
         if demo_users:
@@ -260,23 +210,13 @@ class LocalIssuer:
                 passwords[user_id] = secrets.token_urlsafe(12)
                 issuer.add_user(user_id, name=name, researcher_status=researcher,
                                 accepted_terms=terms, password=passwords[user_id])
-            _write_private(directory / DEMO_PASSWORDS_FILE, tomli_w.dumps(passwords).encode())
+            write_private(directory / DEMO_PASSWORDS_FILE, tomli_w.dumps(passwords).encode())
         return issuer
 
     # --- users ---------------------------------------------------------------------------------
 
     def _user_table(self) -> dict[str, IssuerUser]:
-        path = self.directory / USERS_FILE
-        with self._users_lock:
-            mtime = path.stat().st_mtime_ns
-            if mtime != self._users[0]:
-                try:
-                    rows = tomllib.loads(path.read_text()).get("users", [])
-                    users = [IssuerUser.model_validate(row) for row in rows]
-                except (tomllib.TOMLDecodeError, ValidationError) as exc:
-                    raise IssuerConfigError(f"{path}: {exc}") from None
-                self._users = (mtime, {u.id: u for u in users})
-            return self._users[1]
+        return self._users.rows()
 
     def users(self) -> list[IssuerUser]:
         return list(self._user_table().values())
@@ -306,9 +246,19 @@ class LocalIssuer:
         except ValidationError as exc:
             raise IssuerConfigError(f"user {user_id!r}: {exc}") from None
         table[user_id] = user
-        rows = [u.model_dump() for u in table.values()]
-        _write_private(self.directory / USERS_FILE, tomli_w.dumps({"users": rows}).encode())
+        self._users.write(table.values())
         return user
+
+    def add_demo_user(self, user_id: str, *, name: str | None = None,
+                      researcher_status: bool = False, accepted_terms: bool = False) -> str:
+        """Add a user with a generated password, recorded beside the demo users' (a demo or test
+        logs in through the login form with it); returns the password."""
+        password = secrets.token_urlsafe(12)
+        self.add_user(user_id, name=name, researcher_status=researcher_status,
+                      accepted_terms=accepted_terms, password=password)
+        passwords = {**self.demo_passwords(), user_id: password}
+        write_private(self.directory / DEMO_PASSWORDS_FILE, tomli_w.dumps(passwords).encode())
+        return password
 
     def demo_passwords(self) -> dict[str, str]:
         path = self.directory / DEMO_PASSWORDS_FILE
@@ -320,6 +270,29 @@ class LocalIssuer:
         if user is None or not user.password_hash:
             return None
         return user if check_password(password, user.password_hash) else None
+
+    # --- clients -------------------------------------------------------------------------------
+
+    def clients(self) -> list[RegisteredClient]:
+        return list(self._clients.rows().values())
+
+    def client(self, client_id: str) -> RegisteredClient | None:
+        """The registered client, else None (an authorization request from it is refused)."""
+        return self._clients.rows().get(client_id)
+
+    def add_client(self, client_id: str, redirect_uris: Sequence[str]) -> None:
+        """Register a public client with the exact redirect URIs it may receive codes at; for a
+        registered client, add the URIs it lacks (so running it again changes nothing)."""
+        for uri in redirect_uris:
+            check_redirect_uri(uri)  # the clear message, before pydantic's wrapped one
+        table = dict(self._clients.rows())
+        known = table[client_id].redirect_uris if client_id in table else []
+        try:
+            table[client_id] = RegisteredClient(
+                client_id=client_id, redirect_uris=list(dict.fromkeys([*known, *redirect_uris])))
+        except ValidationError as exc:
+            raise IssuerConfigError(f"client {client_id!r}: {exc}") from None
+        self._clients.write(table.values())
 
     # --- keys and documents --------------------------------------------------------------------
 
@@ -344,15 +317,19 @@ class LocalIssuer:
         return {
             "issuer": self.url,
             "jwks_uri": self.jwks_url,
+            "authorization_endpoint": f"{self.url}/authorize",
             "token_endpoint": f"{self.url}/token",
             "userinfo_endpoint": f"{self.url}/userinfo",
-            "grant_types_supported": ["password", TOKEN_EXCHANGE_GRANT],
-            "response_types_supported": ["token"],
+            "grant_types_supported": [AUTHORIZATION_CODE_GRANT, "password", TOKEN_EXCHANGE_GRANT],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["none"],
-            "scopes_supported": ["openid", "profile", PASSPORT_CLAIM],
-            "claims_supported": ["sub", "name", PASSPORT_CLAIM],
+            "scopes_supported": list(SUPPORTED_SCOPES),
+            "claims_supported": ["sub", "name", "nonce", PASSPORT_CLAIM],
         }
 
     # --- tokens --------------------------------------------------------------------------------
@@ -375,6 +352,18 @@ class LocalIssuer:
             claims["aud"] = audience
         return self._sign(claims)
 
+    def id_token(self, user_id: str, *, audience: str, nonce: str | None = None,
+                 lifetime: int | None = None, issued: int | None = None) -> str:
+        """An OpenID Connect ID token (RS256) telling the client `audience` who signed in."""
+        user = self.user(user_id)
+        now = int(time.time()) if issued is None else issued
+        claims: dict[str, Any] = {
+            "iss": self.url, "sub": user.sub, "aud": audience, "iat": now,
+            "exp": now + (lifetime or self.settings.token_lifetime_seconds), "name": user.name}
+        if nonce:
+            claims["nonce"] = nonce
+        return self._sign(claims)
+
     def verify_access_token(self, token: str) -> dict[str, Any]:
         """Claims of an access token this issuer signed (no HTTP); raises TokenRejected."""
         parsed = inspect_jwt(token, "access token")
@@ -383,6 +372,10 @@ class LocalIssuer:
         if PASSPORT_CLAIM in parsed.claims or VISA_CLAIM in parsed.claims \
                 or "jku" in parsed.header:
             raise TokenRejected("a passport or visa is not an access token")
+        if not isinstance(parsed.claims.get("scope"), str):
+            # Every access token minted here has a scope and no ID token has: an ID token tells
+            # a client who signed in; it does not open APIs.
+            raise TokenRejected("token has no scope: an ID token is not an access token")
         key = self._keys.public_key(parsed.key_id)
         if key is None:
             raise TokenRejected("access token names an unknown key id")
