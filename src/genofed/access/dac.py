@@ -4,10 +4,11 @@ and revoked.
 An application names datasets of this node, a purpose in DUO terms plus free text, and a
 duration. The DUO matcher pre-assesses each dataset at submission; a DAC member then approves,
 rejects or returns it. Approval signs one ControlledAccessGrants visa per dataset, valid for the
-requested duration. Every step appends an event; an application's `state` only changes through a
-compare-and-set (`UPDATE ... WHERE state = 'submitted'`), so two members deciding at the same
-moment yield exactly one decision, and a unique (application, dataset) key on visas makes a
-second visa impossible even so.
+requested duration or until an end date the member sets within it (recorded in the history;
+see :mod:`genofed.access.end_dates`). Every step appends an event; an application's `state` only
+changes through a compare-and-set (`UPDATE ... WHERE state = 'submitted'`), so two members
+deciding at the same moment yield exactly one decision, and a unique (application, dataset) key
+on visas makes a second visa impossible even so.
 
 Each step is also a record in the node's audit trail (see :mod:`genofed.access.events` for the
 names and columns): written in the same transaction as the state change, so both commit or
@@ -23,7 +24,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, cast
 
@@ -41,6 +42,7 @@ from genofed.access.applications import (
 from genofed.access.audit import AuditLog, NewRecord
 from genofed.access.db import GovernanceDB
 from genofed.access.duo import DuoMatcher, Outcome, Purpose
+from genofed.access.end_dates import END_DATE_EVENT, access_end, checked_end, parse_end_date
 from genofed.access.events import (
     DENY,
     GovernanceEvent,
@@ -194,15 +196,25 @@ class Committee:
 
     # -- the committee -------------------------------------------------------------------------
     def decide(self, application_id: str, member: Identity | str, verdict: Verdict,
-               note: str = "") -> ApplicationView:
-        """Approve, reject or return a submitted application. Approval issues the visas.
+               note: str = "", expires: date | datetime | str | None = None) -> ApplicationView:
+        """Approve, reject or return a submitted application. Approval issues the visas, valid
+        for the requested duration or until `expires` (see :mod:`genofed.access.end_dates`;
+        text is read after the member's authority is checked), which must be in the future and
+        no later than the requested duration allows.
         GovernanceConflictError if it was already decided (by anyone, at any moment before)."""
         event = _EVENT[verdict]
         member = self._require_member(member, event, application_id=application_id)
         self._refuse_own_application(event, member, application_id)
+        if isinstance(expires, str):
+            expires = parse_end_date(expires)
+        if expires is not None and verdict is not Verdict.APPROVE:
+            raise GovernanceError(f"an end date goes with an approval, not with {verdict.value}: "
+                                  "leave it out")
         now = self._now()
         with self.db.write() as session:
             application = self._load(session, application_id)
+            end = None if expires is None else checked_end(
+                access_end(expires), now, application.duration_days)
             requests = self._requests(session, application_id)
             denied = [r.dataset_id for r in requests if r.assessment == Outcome.DENY.value]
             if verdict is Verdict.APPROVE and denied and not note.strip():
@@ -214,23 +226,29 @@ class Committee:
             kind = {Verdict.APPROVE: "approved", Verdict.REJECT: "rejected",
                     Verdict.RETURN: "returned"}[verdict]
             self._append_event(session, application_id, kind, str(member), note, now)
+            if end is not None:
+                self._append_event(session, application_id, END_DATE_EVENT, str(member),
+                                   f"access ends {end.isoformat()} (the committee's end date; "
+                                   f"{application.duration_days} days were requested)", now)
             records = [governance_record(
                 event, actor=member.pseudonym, dataset_id=r.dataset_id,
                 reason=_decision_reason(event, r.assessment), detail=format_detail(
-                    application=application_id, assessment=r.assessment, note_chars=len(note)))
+                    application=application_id, assessment=r.assessment, note_chars=len(note),
+                    expires=end))
                 for r in requests]
             if verdict is Verdict.APPROVE:
                 visas = self._issue_visas(session, application, [r.dataset_id for r in requests],
-                                          now)
+                                          now, end)
                 records += [_visa_record(GovernanceEvent.VISA_SIGN, member, visa)
                             for visa in visas]
             self._record(session, records)
         return self.application(application_id)
 
     def _issue_visas(self, session: Session, application: Application, dataset_ids: list[str],
-                     now: datetime) -> list[Visa]:
+                     now: datetime, end: datetime | None = None) -> list[Visa]:
         issued = int(now.timestamp())
-        expires = issued + application.duration_days * 86_400
+        expires = (issued + application.duration_days * 86_400 if end is None
+                   else int(end.timestamp()))
         visas = []
         for dataset_id in dataset_ids:
             jti = str(uuid.uuid4())

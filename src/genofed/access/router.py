@@ -4,7 +4,7 @@
 GET  /access/jwks.json                     the node's visa-signing keys (the visas' `jku`)
 POST /access/applications                  apply (researcher); answers with the DUO pre-assessment
 GET  /access/applications[/{id}]           own applications, or all for DAC members
-POST /access/applications/{id}/decision    approve / reject / return (DAC member)
+POST /access/applications/{id}/decision    approve (with an optional end date) / reject / return
 POST /access/applications/{id}/resubmit    put a returned application back (its applicant)
 POST /access/visas/{jti}/revoke            revoke a visa (DAC member)
 GET  /access/visas                         the caller's valid visas: {"ga4gh_passport_v1": [...]}
@@ -83,6 +83,9 @@ class ApplicationIn(_Body):
 class DecisionIn(_Body):
     decision: Verdict
     note: str = ""
+    #: On approval, when access ends: an ISO date (through that day, UTC) or date and time; no
+    #: later than the requested duration allows. Without it, the requested duration from now.
+    expires: str | None = Field(default=None, max_length=64)
 
 
 class NoteIn(_Body):
@@ -169,7 +172,8 @@ def show_application(application_id: str, caller: Caller,
 def decide(application_id: str, body: DecisionIn, caller: Caller,
            committee: DAC) -> dict[str, Any] | JSONResponse:
     try:
-        return committee.decide(application_id, caller, body.decision, body.note).to_dict()
+        return committee.decide(application_id, caller, body.decision, body.note,
+                                body.expires).to_dict()
     except GovernanceError as exc:
         return _refused(exc)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import jwt
@@ -12,9 +13,10 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from genofed.access.dac import Committee, Identity, Verdict
+from genofed.access.dac import ApplicationView, Committee, Identity, Verdict
 from genofed.access.db import GovernanceDB
 from genofed.access.duo import Outcome, Purpose
+from genofed.access.end_dates import access_end, latest_access_end
 from genofed.access.models import ApplicationEvent, Visa
 from genofed.access.visas import VisaSigner
 from genofed.errors import (
@@ -241,3 +243,60 @@ def test_the_state_is_only_changed_by_compare_and_set(db: GovernanceDB, committe
                         {"id": application})
     with pytest.raises(GovernanceConflictError):
         committee.decide(application, people.member, Verdict.APPROVE)
+
+
+def visa_expiries(view: ApplicationView) -> set[int]:
+    """The `exp` claim of each of the application's visas (their recorded expiry agrees)."""
+    expiries = {jwt.decode(v.token, options={"verify_signature": False})["exp"]
+                for v in view.visas}
+    assert expiries == {v.expires_at for v in view.visas}
+    return expiries
+
+
+def test_approval_with_an_end_date_ends_the_visas_then(committee: Committee,
+                                                      people: People) -> None:
+    application = apply(committee, people, "gru-cohort", "hmb-irb-cohort", days=90)
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30, hours=5)
+    view = committee.decide(application, people.member, Verdict.APPROVE, "IRB seen", end)
+    assert view.state == "approved" and len(view.visas) == 2
+    assert visa_expiries(view) == {int(end.timestamp())}
+    assert [e.kind for e in view.events] == ["submitted", "approved", "end-date"]
+    recorded = view.events[-1]
+    assert recorded.actor == str(people.member)
+    assert end.isoformat() in recorded.note and "90 days" in recorded.note
+
+
+def test_an_end_date_means_through_that_day(committee: Committee, people: People) -> None:
+    application = apply(committee, people, days=30)
+    last_day = datetime.now(UTC).date() + timedelta(days=30)  # the longest the form offers
+    view = committee.decide(application, people.member, Verdict.APPROVE, "",
+                            last_day.isoformat())
+    through = datetime.combine(last_day, datetime.max.time(), UTC).replace(microsecond=0)
+    assert visa_expiries(view) == {int(through.timestamp())}
+    assert latest_access_end(datetime.now(UTC), 30) == through
+
+
+@pytest.mark.parametrize(("end", "message"), [
+    (datetime.now(UTC) - timedelta(minutes=1), "has passed"),
+    ((datetime.now(UTC) - timedelta(days=1)).date(), "has passed"),
+    ((datetime.now(UTC) + timedelta(days=31)).date(), "the 30 days the applicant asked for"),
+    ("31/12/2099", "not an ISO date"),
+])
+def test_an_end_date_in_the_past_or_beyond_the_request_is_refused(
+        committee: Committee, people: People, end: date | datetime | str, message: str) -> None:
+    application = apply(committee, people, days=30)
+    with pytest.raises(GovernanceError, match=message):
+        committee.decide(application, people.member, Verdict.APPROVE, "", end)
+    view = committee.application(application)
+    assert view.state == "submitted" and view.visas == ()
+    assert [e.kind for e in view.events] == ["submitted"]
+
+
+def test_an_end_date_goes_with_an_approval_only(committee: Committee, people: People) -> None:
+    application = apply(committee, people)
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    with pytest.raises(GovernanceError, match="approval"):
+        committee.decide(application, people.member, Verdict.REJECT, "no", tomorrow)
+    assert committee.application(application).state == "submitted"
+    assert access_end(tomorrow) == datetime.combine(tomorrow, datetime.max.time(),
+                                                    UTC).replace(microsecond=0)

@@ -5,6 +5,7 @@ passport authenticator replaces it in the node app."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,3 +224,28 @@ def test_node_app_serves_the_node_jwks(node: Path) -> None:
     assert [k["kid"] for k in keys] == [expected.kid]
     assert expected.jku == f"http://127.0.0.1:{config.server.port}/access/jwks.json"
     assert (node / "governance.sqlite").is_file()
+
+
+def test_approval_with_an_end_date(client: Client) -> None:
+    application = submit(client)  # 60 days asked for
+    url = f"/access/applications/{application['id']}/decision"
+    end = (datetime.now(UTC) + timedelta(days=20)).replace(microsecond=0)
+    past = client.post(url, json={"decision": "approve", "expires": "2001-01-01"},
+                       headers=as_("member"))
+    assert past.status_code == 400 and "has passed" in past.json()["error"]["errorMessage"]
+    too_late = (datetime.now(UTC) + timedelta(days=61)).date().isoformat()
+    beyond = client.post(url, json={"decision": "approve", "expires": too_late},
+                         headers=as_("member"))
+    assert beyond.status_code == 400 and "60 days" in beyond.json()["error"]["errorMessage"]
+    assert client.get(f"/access/applications/{application['id']}",
+                      headers=as_("member")).json()["state"] == "submitted"
+    approved = client.post(url, json={"decision": "approve", "note": "IRB seen",
+                                      "expires": end.isoformat().replace("+00:00", "Z")},
+                           headers=as_("member"))
+    assert approved.status_code == 200, approved.text
+    document = approved.json()
+    for visa in document["visas"]:
+        assert visa["expiresAt"] == int(end.timestamp())
+        assert jwt.decode(visa["visa"], options={"verify_signature": False})["exp"] == \
+            int(end.timestamp())
+    assert document["events"][-1]["kind"] == "end-date"
