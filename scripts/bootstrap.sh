@@ -2,7 +2,7 @@
 # Prepares a fresh machine (Debian, Python 3.11, root) for genofed: the Debian tools the tests and
 # benchmarks compare against, and a virtualenv in .venv/ with genofed installed (with the `sim`
 # extra the demo uses). Idempotent: a second run only re-checks.
-# Usage: scripts/bootstrap.sh [--test]   (--test adds the test dependencies and PostgreSQL)
+# Usage: scripts/bootstrap.sh [--test]   (--test adds the test dependencies, PostgreSQL and Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +17,10 @@ fi
 [[ -n "$python" ]] || { echo "bootstrap: Python >= 3.11 is required" >&2; exit 1; }
 
 debian_packages=(bcftools tabix samtools plink2 gcc)
-# The suite also runs the governance tests against a real PostgreSQL server.
-[[ "${1:-}" == "--test" ]] && debian_packages+=(postgresql)
+# The suite also runs the governance tests against a real PostgreSQL server, and the portal's
+# pages in Debian's Chromium (driven by Playwright; never `playwright install`, which downloads
+# browsers of its own).
+[[ "${1:-}" == "--test" ]] && debian_packages+=(postgresql chromium)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 #: The 3-node analysis cohort and its served network, for tests/analysis and the plink2
 #: comparisons under tests/external/analysis alike.
-pytest_plugins = ["tests.analysis.fixtures"]
+pytest_plugins = ["tests.analysis.fixtures", "tests.portal.network"]
 
 
 @pytest.fixture(scope="session")

@@ -93,6 +93,11 @@ def test_data_flows_one_way() -> None:
     for serving in ("server", "cli", "demo"):
         for lower in ("store", "ingest", "formats", "access", "beacon", "files"):
             assert serving not in graph[lower], f"{lower} imports {serving}"
+    # The portal sits on top: nothing it shows reaches it except through what the APIs serve.
+    for lower in ("store", "ingest", "formats", "access", "beacon", "files", "analysis",
+                  "federation", "catalogue"):
+        assert "portal" not in graph[lower], f"{lower} imports portal"
+    assert not graph["portal"] & {"server", "cli", "demo"}
 
 
 def test_no_module_is_over_500_lines() -> None:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: The newest migration's revision. Opening an up-to-date database compares against this and
 #: never imports Alembic (a third of a second on every command); a test checks it is the head.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 #: Key of the PostgreSQL advisory lock held while migrating (two processes may open at once).
 _MIGRATION_LOCK = 0x67656E6F  # "geno"
 _WRITE = "genofed_write"

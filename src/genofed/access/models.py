@@ -220,3 +220,22 @@ class QueryCount(Base):
     #: Start of the window, in whole seconds since the epoch (a multiple of its length).
     window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     granted: Mapped[int] = mapped_column(Integer)
+
+
+class PortalSession(Base):
+    """A browser session of the web portal, or a login under way (see
+    :mod:`genofed.portal.sessions`). Kept here so that every server process of a node (or hub)
+    shares them; the browser holds only a random token whose SHA-256 is `key`."""
+
+    __tablename__ = "portal_sessions"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: "session" (logged in) or "login" (waiting for the issuer's redirect back).
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The user as "ISSUER|SUBJECT" (empty while logging in).
+    identity: Mapped[str] = mapped_column(String(512))
+    #: What the session keeps: the user's name and access token, the CSRF token, the basket; or,
+    #: while logging in, the PKCE verifier, nonce, browser binding and where to go afterwards.
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -73,7 +73,14 @@ def _services_table(running: Any) -> None:
         table.add_row(f"node {node_id}: Beacon, access, catalogue, htsget",
                       f"{url}/beacon  {url}/access  {url}/catalogue")
     table.add_row("coordinator: Beacon network", f"{running.hub_url}/network/beacon")
+    table.add_row("portal: search, catalogue, apply, analyse", f"{running.hub_url}/portal/")
+    for node_id, url in running.node_urls.items():
+        table.add_row(f"portal of node {node_id}: committee, datasets, audit", f"{url}/portal/")
     console.print(table)
+    passwords = running.issuer.demo_passwords()
+    logins = ", ".join(f"{user} / {password}" for user, password in sorted(passwords.items()))
+    if logins:
+        console.print(f"Portal logins (generated for this demo): {logins}")
 
 
 def _walkthrough(running: Any, directory: Path) -> None:

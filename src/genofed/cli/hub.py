@@ -40,5 +40,5 @@ def serve(
         fail(str(exc))
     console.print(f"Beacon network at http://{host}:{port}{PREFIX}, federated analyses at "
                   f"http://{host}:{port}/analysis/jobs (signing as {config.node_id}, "
-                  f"{timeout:g} s per member)")
+                  f"{timeout:g} s per member); the portal at http://{host}:{port}/portal/")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

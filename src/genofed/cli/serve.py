@@ -1,4 +1,5 @@
-"""`genofed serve NODE_DIR`: serve the node over HTTP (Beacon under /beacon)."""
+"""`genofed serve NODE_DIR`: serve the node over HTTP (Beacon under /beacon, the node's portal
+pages under /portal)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import typer
+
+from genofed.cli.output import console
 
 
 def serve(
@@ -31,6 +34,10 @@ def serve(
     bind = {"host": host or config.server.host,
             "port": config.server.port if port is None else port,
             "log_level": log_level}
+    if bind["port"]:  # port 0: uvicorn prints the port it got
+        base = f"http://{bind['host']}:{bind['port']}"
+        console.print(f"Node {config.node_id}: Beacon at {base}/beacon, its portal (committee, "
+                      f"datasets, audit) at {base}/portal/")
     if workers == 1:
         uvicorn.run(app, **bind)  # type: ignore[arg-type]
         return

@@ -119,6 +119,8 @@ class AccessSettings(BaseModel):
     trusted_visas: list[VisaTrust] = Field(default_factory=list)
     #: DAC members of this node's datasets, as "ISSUER|SUBJECT" identities.
     dac_members: list[str] = Field(default_factory=list)
+    #: Who may see the node's operator and audit pages in the portal ("ISSUER|SUBJECT").
+    operators: list[str] = Field(default_factory=list)
 
 
 class FederationSettings(BaseModel):
@@ -127,6 +129,18 @@ class FederationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: Path of the network file listing the member nodes; empty = not in a network.
     network_file: str = ""
+
+
+class PortalSettings(BaseModel):
+    """The web portal under /portal (owned by `genofed.portal`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: The OIDC issuer users log in at; empty = the first of `access.oidc_issuers`.
+    issuer: str = ""
+    #: The portal's client id at that issuer (a public client: PKCE, no secret).
+    client_id: str = "genofed-portal"
+    #: Longest a portal session lasts (it ends earlier when the user's access token does).
+    session_hours: int = Field(default=8, ge=1, le=72)
 
 
 class NodeConfig(BaseModel):
@@ -143,6 +157,7 @@ class NodeConfig(BaseModel):
     access: AccessSettings = Field(default_factory=AccessSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    portal: PortalSettings = Field(default_factory=PortalSettings)
 
     def model_post_init(self, __context: object) -> None:
         if not _COUNTRY.match(self.country):
@@ -197,6 +212,7 @@ _FIELD_HINTS = {
                             "`genofed access trust add NODE_DIR ISSUER_URL` writes it for you",
     "access.oidc_issuers": "a list of issuer URLs; `genofed access trust add` writes it for you",
     "access.dac_members": "a list of \"ISSUER|SUBJECT\" strings; use `genofed access dac add`",
+    "access.operators": "a list of \"ISSUER|SUBJECT\" strings",
     "federation.network_file": "use `genofed network join NODE_DIR NETWORK_FILE`",
     "store.url": "s3://BUCKET or s3://BUCKET/PREFIX (a bucket name of 3-63 lower-case letters, "
                  "digits, '.' and '-'); empty keeps datasets in NODE_DIR/datasets",

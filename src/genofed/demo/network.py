@@ -35,6 +35,9 @@ class DemoDataset:
     population: str
     #: Individuals at --scale 1.
     samples: int
+    #: Publishes allele frequencies to anyone (a reference resource, as a Genome of Europe
+    #: national cohort does): the portal's allele-frequency browser shows them.
+    public_frequencies: bool = False
 
     def scaled_samples(self, scale: float) -> int:
         return max(20, round(self.samples * scale))
@@ -53,7 +56,8 @@ class DemoNode:
 
 NODES = (
     DemoNode("fi", "FI", (DemoDataset("fi-biobank", "controlled", "CEU", 240),
-                          DemoDataset("fi-reference", "public", "CEU", 80))),
+                          DemoDataset("fi-reference", "public", "CEU", 80,
+                                      public_frequencies=True))),
     DemoNode("se", "SE", (DemoDataset("se-cohort", "controlled", "CEU", 200),
                           DemoDataset("se-register", "registered", "CEU", 60))),
     DemoNode("nl", "NL", (DemoDataset("nl-diverse", "controlled", "YRI", 120),)),
@@ -66,6 +70,8 @@ POOLED_DIR, POOLED_ID, POOLED_SAMPLE_PREFIX = "pooled", "demo-pooled", "DEMO-"
 PLAN_FILE = "demo-plan.json"
 #: The coordinator runs beside this node and signs as it.
 HUB_NODE = "fi"
+#: The portals' client id at the demo issuer (`portal.client_id`'s default).
+PORTAL_CLIENT = "genofed-portal"
 
 
 @dataclass
@@ -95,6 +101,8 @@ def build(directory: Path, *, seed: int, length_mb: float = 1.0, scale: float = 
             report(f"node {node.id} ({node.country}): created, keys generated")
         for dataset in node.datasets:
             cohort = directory / "cohorts" / dataset.id
+            if dataset.public_frequencies:
+                _publish_frequencies(cohort / "dataset.json")
             result = ingest_dataset(node_dir, dataset.id, cohort / "cohort.vcf.gz",
                                     phenopackets=cohort / "phenopackets",
                                     metadata=cohort / "dataset.json",
@@ -102,6 +110,14 @@ def build(directory: Path, *, seed: int, length_mb: float = 1.0, scale: float = 
                                     genes=cohort / "genes.bed")
             if not result.unchanged:
                 report(f"{dataset.id}: ingested into node {node.id} ({dataset.tier} tier)")
+
+
+def _publish_frequencies(metadata: Path) -> None:
+    """The operator's explicit choice, in the dataset's metadata: frequencies to anyone."""
+    document = json.loads(metadata.read_text(encoding="utf-8"))
+    if document.get("alleleFrequencies") != "public":
+        document["alleleFrequencies"] = "public"
+        metadata.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 def build_cohorts(cohorts: Path, *, seed: int, length_mb: float, scale: float,
@@ -163,8 +179,8 @@ def serving(directory: Path) -> Iterator[Running]:
             issuer_dir, visa_sources=[f"{s.url}/access/visas" for s in servers.values()]))
         for node in NODES:
             if node.dac_member not in {u.id for u in issuer.users()}:
-                issuer.add_user(node.dac_member, name=f"DAC member, {node.country} node",
-                                researcher_status=True)
+                issuer.add_demo_user(node.dac_member, name=f"DAC member, {node.country} node",
+                                     researcher_status=True)
         network_file = directory / "network.toml"
         network_file.unlink(missing_ok=True)
         create_network(network_file, "genofed-demo")
@@ -176,9 +192,15 @@ def serving(directory: Path) -> Iterator[Running]:
             config.access.oidc_issuers = [issuer.url]
             iss, jku = issuer.visa_trust
             config.access.trusted_visas = [VisaTrust(iss=iss, jku=jku)]
-            config.access.dac_members = [f"{issuer.url}|{issuer.user(node.dac_member).sub}"]
+            committee = f"{issuer.url}|{issuer.user(node.dac_member).sub}"
+            config.access.dac_members = [committee]
+            config.access.operators = [committee]  # the demo's committee member also operates
             config.federation.network_file = str(network_file.resolve())
             save_config(node_dir, config)
+        # The portals log users in at the issuer (code flow with PKCE): one public client,
+        # allowed to return to each portal's callback.
+        issuer.add_client(PORTAL_CLIENT, [f"{s.url}/portal/callback"
+                                          for s in [*servers.values(), hub_server]])
         for node in NODES:
             servers[node.id].start(create_app(directory / "nodes" / node.id))
         hub_dir = directory / "nodes" / HUB_NODE

@@ -1,6 +1,7 @@
 """ASGI app factory: `create_app(node_dir)` serves a node's APIs — Beacon under /beacon, access
 (applications, committee, visas) under /access, the catalogue under /catalogue, htsget under
-/htsget — the operator's /health and /metrics (:mod:`genofed.server.operations`), and the
+/htsget, the node's portal pages (committee, operator, auditor) under /portal — the operator's
+/health and /metrics (:mod:`genofed.server.operations`), and the
 OpenAPI document at /openapi.json. Errors keep each API's own envelope, always
 without a stack trace (:mod:`genofed.server.errors`). Every API that releases data asks the one
 access policy on `app.state.access` (see :mod:`genofed.access.http`)."""
@@ -35,6 +36,7 @@ from genofed.federation.router import PREFIX as FEDERATION_PREFIX
 from genofed.federation.router import router as federation_router
 from genofed.files.htsget import router as htsget_router
 from genofed.files.service import HtsgetService
+from genofed.portal.sites import install_node_portal
 from genofed.server.errors import ConfigGuard, install_error_handlers
 from genofed.server.openapi import finish_document
 from genofed.server.operations import Metrics, MetricsMiddleware, operations_router
@@ -57,12 +59,16 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
         close = getattr(access.authenticator, "close", None) if access is not None else None
         if close is not None:  # connections to the login issuers
             close()
+        portal = getattr(app.state, "portal", None)
+        if portal is not None and portal.login is not None:  # the portal's login connections
+            portal.login.close()
 
     app = FastAPI(title=f"genofed node {store.config.node_id}", version=__version__,
                   lifespan=lifespan,
                   description="GA4GH Beacon v2 (under /beacon) over a genofed node store.",
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     app.state.config = live
+    app.state.store = store  # the operator pages read datasets and versions (portal/operate.py)
     app.state.governance = governance = Governance.open(node_dir, config=store.config, live=live)
     exposure = ExposureLedger(governance.db,
                               lambda: live.current().disclosure.exposure_budget)
@@ -87,6 +93,7 @@ def create_app(node_dir: Path, *, authenticator: Authenticator | None = None,
                                       app.state.access.authenticator, exposure)
     app.include_router(federation_router, prefix=FEDERATION_PREFIX)
     app.include_router(analysis_node_router)
+    install_node_portal(app, store.config, governance.db)
     install_peer_verification(app, node_dir, live, required_prefixes=(FEDERATION_PREFIX + "/",),
                               large_bodies={ANALYSIS_ENDPOINT: MAX_MESSAGE})
     app.add_middleware(ConfigGuard, live=live, beacon_id=beacon_id(node_id))

@@ -1,6 +1,7 @@
 """ASGI app factory of the coordinator: `create_hub_app(network_file, node_dir)` serves the Beacon
-network (:class:`genofed.federation.hub.Hub`) under /network/beacon and federated analyses
-(:mod:`genofed.analysis.coordinator`) under /analysis/jobs, with the same error envelopes as a node
+network (:class:`genofed.federation.hub.Hub`) under /network/beacon, federated analyses
+(:mod:`genofed.analysis.coordinator`) under /analysis/jobs and the network's portal pages under
+/portal, with the same error envelopes as a node
 (:mod:`genofed.server.errors`). The hub runs beside a member node: it signs as that node, trusts
 the login issuers that node trusts, and keeps its jobs in that node's directory."""
 
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from genofed import __version__
+from genofed.access.db import GovernanceDB
 from genofed.access.http import Authenticator
 from genofed.access.identity.live import NodeAuthenticator
 from genofed.analysis.coordinator import ROUND_TIMEOUT, Coordinator
@@ -39,6 +41,7 @@ from genofed.federation.hub import (
 )
 from genofed.federation.network import LiveNetwork, Network
 from genofed.federation.signatures import PeerSigner
+from genofed.portal.sites import install_hub_portal
 from genofed.server.errors import install_error_handlers
 from genofed.server.openapi import finish_document
 
@@ -75,6 +78,8 @@ def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAU
                      directory_ttl=directory_ttl)
     hub = Hub(network, fan_out)
     jobs_dir = NodePaths(node_dir, config).hub
+    # The portal's sessions live in the governance database of the node the hub runs beside.
+    portal_db = GovernanceDB.for_node(node_dir, config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +100,9 @@ def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAU
             await fan_out.close()
             jobs.close()
             close = getattr(checker, "close", None)
+            if site.login is not None:
+                site.login.close()
+            portal_db.close()
             if authenticator is None and close is not None:
                 close()
 
@@ -105,6 +113,7 @@ def create_hub_app(network_file: Path, node_dir: Path, *, timeout: float = DEFAU
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
                   lifespan=lifespan)
     app.state.hub = hub
+    site = install_hub_portal(app, config, portal_db, current.name)
 
     def beacon_id() -> str:
         try:
