@@ -89,8 +89,7 @@ def _approve(member: Page, network: PortalNetwork, user: str, researcher: str,
     _open_application(member, researcher, network)
     member.get_by_role("button", name="Approve and issue the visas").click()
     expect(member.get_by_role("button", name="Revoke").first).to_be_visible()
-    if screenshots:
-        check_page(member, "journey-committee-approved")
+    check_page(member, f"journey-committee-approved-{user}")
 
 
 def _open_application(page: Page, researcher: str, network: PortalNetwork) -> None:
@@ -204,6 +203,7 @@ def test_the_committees_journey(portal_network: PortalNetwork,
 
     page.goto("/portal/applications")
     expect(page.get_by_text("revoked").first).to_be_visible()
+    check_page(page, "journey-researcher-applications-revoked")
 
 
 def test_the_auditors_journey(portal_network: PortalNetwork,
@@ -211,6 +211,7 @@ def test_the_auditors_journey(portal_network: PortalNetwork,
     # Something to audit: an anonymous and a logged-in search through the network.
     anonymous = new_context(base_url=portal_network.hub).new_page()
     anonymous.goto("/portal/search?variant=" + a_variant(portal_network, "nl", "nl-diverse"))
+    check_page(anonymous, "journey-anonymous-search")
 
     auditor = new_context(base_url=portal_network.node("nl")).new_page()
     auditor.goto("/portal/audit")

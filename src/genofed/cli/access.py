@@ -177,11 +177,15 @@ def decide(
     member: str = typer.Option(..., "--member", help="The deciding DAC member, as "
                                "ISSUER|SUBJECT (must be in access.dac_members)."),
     note: str = typer.Option("", "--note", help="Why (required to approve against a DUO deny)."),
+    expires: str | None = typer.Option(
+        None, "--expires", help="On approval: the last day of access (YYYY-MM-DD, through that "
+        "day, UTC; or a date and time), within the requested duration. Default: the requested "
+        "duration from now."),
     as_json: bool = json_option("the decided application", "As `access show --json`: the "
                                 "visas it issued, each with its jti, are under visas."),
 ) -> None:
     """Decide a submitted application. Approval signs a ControlledAccessGrants visa per dataset,
-    valid for the requested duration. An application is decided once only."""
+    valid for the requested duration or until --expires. An application is decided once only."""
     from genofed.access.dac import Verdict
 
     if verdict not in VERDICTS:
@@ -189,7 +193,7 @@ def decide(
     who = identity_of(member, "--member")
     with governance_of(node_dir) as governance:
         whole_id = _application_id(governance, application_id)
-        view = governance.committee.decide(whole_id, who, Verdict(verdict), note)
+        view = governance.committee.decide(whole_id, who, Verdict(verdict), note, expires)
         if as_json:
             print_json(view.to_dict())
             return

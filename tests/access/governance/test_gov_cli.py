@@ -73,6 +73,24 @@ def test_committee_workflow(cli_node: Path) -> None:
     assert visa["revokedAt"] is not None
 
 
+def test_an_approval_with_an_end_date(cli_node: Path) -> None:
+    from datetime import UTC, date, datetime, timedelta
+
+    genofed("access", "dac", "add", cli_node, MEMBER, check=True)
+    applied = genofed("access", "apply", cli_node, "--applicant", RESEARCHER,
+                      "--dataset", "cli-cohort", "--purpose", "GRU", "--text", "Allele counts",
+                      "--days", "30", "--json", check=True)
+    application = json.loads(applied.stdout)["id"]
+    past = genofed("access", "decide", cli_node, application, "approve", "--member", MEMBER,
+                   "--expires", "2020-01-01")
+    assert past.returncode == 1 and "has passed" in past.stderr
+    end = date.today() + timedelta(days=7)
+    approved = genofed("access", "decide", cli_node, application, "approve", "--member", MEMBER,
+                       "--expires", end.isoformat(), "--json", check=True)
+    (visa,) = json.loads(approved.stdout)["visas"]
+    assert datetime.fromtimestamp(visa["expiresAt"], UTC).date() == end
+
+
 def test_audit_verify_and_export(cli_node: Path, tmp_path: Path) -> None:
     governance = Governance.open(cli_node)
     before = sum(1 for _ in entries(governance.db))  # the committee workflow's records
