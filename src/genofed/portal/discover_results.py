@@ -203,8 +203,24 @@ def read_answer(document: Mapping[str, Any], noun: str, logged_in: bool) -> Outc
 
 
 # -- allele frequencies ---------------------------------------------------------------------------
+class _Counts:
+    """AF from AC/AN, and the country's name, of a row of counts."""
+
+    country: str
+    ac: int
+    an: int
+
+    @property
+    def af(self) -> float:
+        return self.ac / self.an if self.an else 0.0
+
+    @property
+    def country_name(self) -> str:
+        return country_name(self.country)
+
+
 @dataclass(frozen=True)
-class FrequencyRow:
+class FrequencyRow(_Counts):
     country: str
     node: str
     dataset: str
@@ -216,14 +232,6 @@ class FrequencyRow:
     hom: int | None = None
     het: int | None = None
     hemi: int | None = None
-
-    @property
-    def af(self) -> float:
-        return self.ac / self.an if self.an else 0.0
-
-    @property
-    def country_name(self) -> str:
-        return country_name(self.country)
 
 
 @dataclass(frozen=True)
@@ -309,19 +317,11 @@ def frequencies(document: Mapping[str, Any]) -> tuple[list[FrequencyRow], list[W
 
 
 @dataclass(frozen=True)
-class Pooled:
+class Pooled(_Counts):
     country: str
     population: str
     ac: int
     an: int
-
-    @property
-    def af(self) -> float:
-        return self.ac / self.an if self.an else 0.0
-
-    @property
-    def country_name(self) -> str:
-        return country_name(self.country)
 
 
 def pooled(rows: list[FrequencyRow]) -> list[Pooled]:
