@@ -19,9 +19,9 @@ from genofed.cli.output import (
     print_table,
     stage_progress,
 )
-from genofed.ingest import ingest_dataset
-from genofed.store import NodeStore
 
+# ingest and the store (NumPy, Arrow, Zarr) are imported inside the commands: every other
+# `genofed` command, and --help, starts without them.
 if TYPE_CHECKING:
     from genofed.ingest.pipeline import IngestResult
 
@@ -67,6 +67,8 @@ def ingest(
     Progress bars are drawn on standard error; the summary goes to standard output (a table on
     a terminal, tab-separated `field<TAB>value` lines otherwise, or JSON with --json).
     """
+    from genofed.ingest import ingest_dataset
+
     with stage_progress({"parse": "Parsing VCF (bytes)", "write": "Writing genotype chunks"}
                         ) as update:
         result = ingest_dataset(node_dir, dataset, vcf, phenopackets=phenopackets,
@@ -133,6 +135,8 @@ def sites(
                                       "`bcftools view -r`). 'chr' prefix optional."),
 ) -> None:
     """Print the dataset's biallelic sites as TSV: CHROM POS REF ALT AC AN."""
+    from genofed.store import NodeStore
+
     ds = NodeStore.open(node_dir).dataset(dataset)
     if region is None:
         table = ds.sites

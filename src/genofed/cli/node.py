@@ -17,7 +17,6 @@ from genofed.cli.output import (
     print_table,
 )
 from genofed.config.node import init_node
-from genofed.store import NodeStore
 
 if TYPE_CHECKING:
     from genofed.store.dataset import Dataset
@@ -54,6 +53,8 @@ def info(
 
     On a terminal a table under a line naming the node; otherwise tab-separated values under a
     header line (the node's line then goes to standard error)."""
+    from genofed.store import NodeStore  # NumPy and Arrow: only for this command
+
     store = NodeStore.open(node_dir)
     config = store.config
     datasets = [(ds, _size(ds)) for ds in store.datasets()]
