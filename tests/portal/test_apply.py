@@ -295,6 +295,10 @@ def test_decisions_show_in_my_applications(portal_network: PortalNetwork,
     detail = alice.get(f"{hub}/portal/applications/fi/{approved}").text
     assert "<td>end date set</td>" in detail and "<td>the committee</td>" in detail
     assert 'name="note"' not in detail  # nothing to answer
+    # Approved after she logged in: the page says her new access comes with the next login.
+    assert "applies from your next login" in page
+    with login(portal_network, hub, "alice") as again:
+        assert "applies from your next login" not in my_applications(again, hub)
 
 
 def test_a_returned_application_is_answered_and_resubmitted(portal_network: PortalNetwork,

@@ -48,8 +48,11 @@ def test_a_session_is_found_by_its_token_and_stores_only_a_hash(db: GovernanceDB
 def test_a_session_ends_at_logout_and_at_expiry(db: GovernanceDB) -> None:
     clock = Clock()
     store = SessionStore(db, clock=clock)
+    clock.now += 0.25
     token = store.create("i|a", "A", "T", expires_at=int(clock.now) + 60)
     other = store.create("i|b", "B", "T", expires_at=int(clock.now) + 3600)
+    found = store.get(token)
+    assert found is not None and found.created_at == clock.now  # to the sub-second
     store.end(token)
     assert store.get(token) is None and store.get(other) is not None
     clock.now += 3601

@@ -28,6 +28,7 @@ import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -348,7 +349,23 @@ async def my_applications(request: Request) -> Response:
     rows = sorted((a for answer in answers for a in answer.applications),
                   key=lambda a: a.created, reverse=True)
     return site_of(request).render(request, "apply/applications.html", title="My applications",
-                                   rows=rows, unavailable=[a for a in answers if a.problem])
+                                   rows=rows, unavailable=[a for a in answers if a.problem],
+                                   granted_since_login=_granted_since(rows, session.created_at))
+
+
+def _granted_since(rows: list[ApplicationSummary], login: float) -> bool:
+    """Whether a committee approved one of these after the user logged in: the issuer gathers
+    visas at login (as LS-AAI does), so that access applies from the next one."""
+    for row in rows:
+        for event in row.events if row.state == "approved" else ():
+            if event.get("kind") == "approved":
+                try:
+                    at = datetime.fromisoformat(str(event.get("at")).replace("Z", "+00:00"))
+                except ValueError:
+                    continue
+                if at.timestamp() > login:
+                    return True
+    return False
 
 
 def _application_url(node: str, application_id: str) -> str:

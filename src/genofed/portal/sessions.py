@@ -48,6 +48,8 @@ class Session:
     csrf_token: str
     basket: tuple[str, ...]  # "NODE/DATASET" references
     expires_at: int
+    #: When the user logged in (epoch seconds): visas granted later come with the next login.
+    created_at: float = 0.0
 
     def csrf_matches(self, sent: str | None) -> bool:
         return sent is not None and hmac.compare_digest(sent.encode(), self.csrf_token.encode())
@@ -114,7 +116,7 @@ class SessionStore:
             session.add(PortalSession(
                 key=_key(token), kind=SESSION, identity=identity,
                 data={"name": name, "access_token": access_token, "csrf": new_token(),
-                      "basket": []},
+                      "basket": [], "logged_in_at": self._clock()},
                 created_at=now, expires_at=expires_at))
         return token
 
@@ -145,4 +147,5 @@ class SessionStore:
 def _session(row: PortalSession) -> Session:
     return Session(key=row.key, identity=row.identity, name=row.data["name"],
                    access_token=row.data["access_token"], csrf_token=row.data["csrf"],
-                   basket=tuple(row.data.get("basket", [])), expires_at=row.expires_at)
+                   basket=tuple(row.data.get("basket", [])), expires_at=row.expires_at,
+                   created_at=float(row.data.get("logged_in_at", row.created_at)))
