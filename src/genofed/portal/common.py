@@ -3,6 +3,7 @@ log out."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -93,6 +94,4 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, *,
 
 
 def _now() -> int:
-    import time
-
     return int(time.time())

@@ -9,8 +9,6 @@ through the same access policy, disclosure control and audit log as an API call 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -229,12 +227,6 @@ class PortalHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-@contextlib.asynccontextmanager
-async def api_client(request: Request, session: Session | None) -> AsyncIterator[httpx.AsyncClient]:
-    async with site_of(request).api(request, session) as client:
-        yield client
 
 
 def api_error(response: httpx.Response) -> str:
