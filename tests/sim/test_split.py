@@ -14,7 +14,7 @@ import pytest
 
 from genofed.formats.bgzf import EOF_BLOCK, inflate_block, scan_blocks
 from genofed.sim import CohortSummary, Share, read_populations, simulate_cohort, split_cohort
-from genofed.store.metadata import AccessTier, load_metadata
+from genofed.store.metadata import AccessTier, AlleleFrequencyRelease, load_metadata
 from tests.support import require_tool
 
 LDL_ASSAY = "LOINC:2089-1"
@@ -35,7 +35,8 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Split:
     pooled = simulate_cohort(root / "pooled", samples=60, seed=9, length_mb=0.1,
                              population={"CEU": 40, "YRI": 20}, missing_rate=0.02)
     names = list(read_populations(pooled.populations))
-    shares = [Share("mixed-share", "public", tuple(names[:25])),  # YRI 20 and CEU 5
+    shares = [Share("mixed-share", "public", tuple(names[:25]),  # YRI 20 and CEU 5
+                    public_frequencies=True),
               Share("ceu-share", "controlled", tuple(names[25:50])),
               # in another order than the pooled one, and five individuals in no share
               Share("small-share", "registered", tuple(reversed(names[50:55])))]
@@ -155,6 +156,9 @@ def test_share_truth_metadata_and_populations(split: Split) -> None:
         metadata = load_metadata(summary.dataset_metadata)
         assert metadata.id == share.dataset_id
         assert metadata.access_tier is AccessTier(share.access_tier)
+        assert metadata.allele_frequencies is (AlleleFrequencyRelease.PUBLIC
+                                               if share.public_frequencies else
+                                               AlleleFrequencyRelease.WITHHELD)
         assert f"{len(share.samples)} diploid individuals" in metadata.description
         assert split.pooled.dataset_id in metadata.description
         assert (summary.out_dir / "genes.bed").read_bytes() == \

@@ -101,8 +101,6 @@ def build(directory: Path, *, seed: int, length_mb: float = 1.0, scale: float = 
             report(f"node {node.id} ({node.country}): created, keys generated")
         for dataset in node.datasets:
             cohort = directory / "cohorts" / dataset.id
-            if dataset.public_frequencies:
-                _publish_frequencies(cohort / "dataset.json")
             result = ingest_dataset(node_dir, dataset.id, cohort / "cohort.vcf.gz",
                                     phenopackets=cohort / "phenopackets",
                                     metadata=cohort / "dataset.json",
@@ -112,21 +110,14 @@ def build(directory: Path, *, seed: int, length_mb: float = 1.0, scale: float = 
                 report(f"{dataset.id}: ingested into node {node.id} ({dataset.tier} tier)")
 
 
-def _publish_frequencies(metadata: Path) -> None:
-    """The operator's explicit choice, in the dataset's metadata: frequencies to anyone."""
-    document = json.loads(metadata.read_text(encoding="utf-8"))
-    if document.get("alleleFrequencies") != "public":
-        document["alleleFrequencies"] = "public"
-        metadata.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-
-
 def build_cohorts(cohorts: Path, *, seed: int, length_mb: float, scale: float,
                   report: Report = lambda _: None) -> None:
     """One simulation of every demo individual, cut into the datasets (`cohorts/{dataset id}`)."""
     datasets = [dataset for node in NODES for dataset in node.datasets]
     plan = json.dumps({"seed": seed, "length_mb": length_mb, "scale": scale, "datasets": [
         {"id": d.id, "tier": d.tier, "population": d.population,
-         "samples": d.scaled_samples(scale)} for d in datasets]}, indent=2) + "\n"
+         "samples": d.scaled_samples(scale), "public_frequencies": d.public_frequencies}
+        for d in datasets]}, indent=2) + "\n"
     plan_file = cohorts / POOLED_DIR / PLAN_FILE
     if (plan_file.is_file() and plan_file.read_text(encoding="utf-8") == plan
             and all((cohorts / d.id / "dataset.json").is_file() for d in datasets)):
@@ -153,7 +144,8 @@ def build_cohorts(cohorts: Path, *, seed: int, length_mb: float, scale: float,
     shares = []
     for dataset in datasets:
         pool, count = unassigned[dataset.population], dataset.scaled_samples(scale)
-        shares.append(Share(dataset.id, dataset.tier, tuple(pool[:count])))
+        shares.append(Share(dataset.id, dataset.tier, tuple(pool[:count]),
+                            public_frequencies=dataset.public_frequencies))
         del pool[:count]
     summaries = split_cohort(pooled, cohorts, shares, overwrite=True)
     report("split into " + ", ".join(f"{s.dataset_id} ({s.n_samples} {s.population})"

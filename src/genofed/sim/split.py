@@ -50,7 +50,7 @@ from genofed.sim.cohort import (
     read_populations,
     write_populations,
 )
-from genofed.store.metadata import DATASET_ID_PATTERN
+from genofed.store.metadata import DATASET_ID_PATTERN, AlleleFrequencyRelease
 
 #: VCF columns before the first sample's: CHROM POS ID REF ALT QUAL FILTER INFO FORMAT.
 _FIXED_COLUMNS = 9
@@ -64,6 +64,8 @@ class Share:
     access_tier: str
     #: Sample names of the pooled cohort, in the order the share's files list them.
     samples: tuple[str, ...]
+    #: The dataset publishes its allele frequencies to anyone (`alleleFrequencies: public`).
+    public_frequencies: bool = False
 
 
 def split_cohort(pooled: CohortSummary, out_root: Path, shares: Sequence[Share], *,
@@ -129,6 +131,9 @@ def split_cohort(pooled: CohortSummary, out_root: Path, shares: Sequence[Share],
                   "that share its variant sites and planted causal variants.")
         metadata = _dataset_metadata(summary, _access_tier(share.access_tier),
                                      created_date(pooled.seed), counts, origin)
+        if share.public_frequencies:
+            metadata = metadata.model_copy(
+                update={"allele_frequencies": AlleleFrequencyRelease.PUBLIC})
         _write_text(summary.dataset_metadata, metadata.to_json() + "\n")
         write_populations(summary.populations,
                           ((sample, populations[sample]) for sample in share.samples))
